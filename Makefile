@@ -1,0 +1,45 @@
+# Two commands on a fresh machine with python3 and make:  `make run`  and  `make test`.
+# Each creates .venv when missing, installs the pinned stack, fusionlib (editable) and the
+# "fusionlib" Jupyter kernel, then does its job.
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# torch is pinned here; for a CUDA build use e.g.
+#   make run TORCH="torch==2.13.0" PIP_ARGS="--index-url https://download.pytorch.org/whl/cu128 --extra-index-url https://pypi.org/simple"
+TORCH   ?= torch==2.13.0
+PIP_ARGS ?=
+PROFILE ?=
+STAMP   := $(VENV)/.fusionlib-installed
+
+.PHONY: setup run test unit nbtest lab clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || { echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo ">> installing $(TORCH) and the pinned stack (requirements.txt)"
+	$(BIN)/python -m pip install --disable-pip-version-check $(PIP_ARGS) "$(TORCH)" -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name fusionlib --display-name "Python (fusionlib)"
+	@touch $@
+
+## make run [PROFILE=smoke|lab|paper]: execute every notebook into runs/<notebook>/
+run: setup
+	$(BIN)/python -m fusionlib.runner notebooks --out runs $(if $(PROFILE),--profile $(PROFILE),)
+
+## make test: unit tests + a papermill smoke execution of every notebook
+test: setup
+	$(BIN)/python -m pytest tests -m "not slow and not gpu"
+
+unit: setup
+	$(BIN)/python -m pytest tests -m "not slow and not gpu and not notebooks"
+
+nbtest: setup
+	$(BIN)/python -m pytest tests -m notebooks
+
+## make lab: open the notebooks in JupyterLab with the fusionlib kernel
+lab: setup
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,171 @@
+"""Notebook helpers: run profiles, one-cell setup, ``show`` (render fusionlib's own source)
+and ``record`` (the machine-readable ``results.json`` every notebook writes).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import platform
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["PROFILES", "resolve_profile", "resolve_device", "setup", "Setup", "show", "record", "atomic_write_text"]
+
+#: Run profiles (DESIGN.md): every profile runs every section; smoke shrinks steps and sizes.
+PROFILES: dict[str, str] = {
+    "smoke": "CPU / CI: <= ~2 min a notebook on 2 cores, bundled pairs, tiny crops, a few steps",
+    "lab": "one GPU, a class session: <= ~15 min a notebook, bundled train splits and test sets",
+    "paper": "GPUs, hours: the paper's recipe on the full public dataset under data_root",
+}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> cuda, then mps, then cpu; otherwise the named device (checked)."""
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+def resolve_profile(profile: str | None = "auto", device: str | torch.device = "auto") -> str:
+    """``"auto"``/None -> ``lab`` when a CUDA GPU is present, else ``smoke``; names are checked."""
+    if profile in (None, "", "auto"):
+        return "lab" if resolve_device(device).type == "cuda" else "smoke"
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)} or 'auto'")
+    return profile
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a notebook's setup cell decided: device, profile, seed, output folder."""
+
+    device: torch.device
+    profile: str
+    seed: int
+    out_dir: Path
+    versions: dict[str, str]
+
+
+def _versions() -> dict[str, str]:
+    import fusionlib
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "fusionlib": fusionlib.__version__}
+    for mod in ("kornia", "einops", "numpy"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # pragma: no cover - optional
+            pass
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup(*, seed: int = 0, device: str = "auto", profile: str = "auto", out_dir: str | Path = "runs/scratch",
+          threads: int | None = None, verbose: bool = True) -> Setup:
+    """One call at the top of every notebook: seed, device, profile, output folder, versions printed."""
+    dev = resolve_device(device)
+    prof = resolve_profile(profile, dev)
+    seed_everything(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    versions = _versions()
+    if verbose:
+        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
+        print(f"profile={prof} ({PROFILES[prof]})")
+        print(f"device={dev} [{name}], torch threads={torch.get_num_threads()}, seed={seed}")
+        print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+        print(f"outputs -> {out.resolve()}")
+    return Setup(device=dev, profile=prof, seed=seed, out_dir=out, versions=versions)
+
+
+def show(obj: Any) -> Any:
+    """Render the source of a fusionlib class or function (there is one copy of the code)."""
+    src = inspect.getsource(obj)
+    try:
+        from IPython.display import Code
+
+        return Code(src, language="python")
+    except ImportError:  # pragma: no cover - outside IPython
+        print(src)
+        return None
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(x: Any, where: str, bad: list[str]) -> Any:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        x = x.item() if x.numel() == 1 else x.tolist()
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, np.ndarray):
+        x = x.tolist()
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v, f"{where}.{k}" if where else str(k), bad) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v, f"{where}[{i}]", bad) for i, v in enumerate(x)]
+    if isinstance(x, float) and not math.isfinite(x):
+        bad.append(where)
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def record(out_dir: str | Path, results: dict[str, Any], *, name: str = "results.json",
+           meta: Setup | None = None) -> Path:
+    """Write ``results`` (nested dict of numbers/strings) to ``out_dir/name`` atomically.
+
+    Every number must be finite: a NaN in a results file is a bug to surface, not to store;
+    the error lists the offending keys.
+    """
+    bad: list[str] = []
+    payload = _jsonable(dict(results), "", bad)
+    if bad:
+        raise ValueError(f"non-finite values in results for {name}: {', '.join(bad)}")
+    if meta is not None:
+        payload = {"meta": {"profile": meta.profile, "device": str(meta.device), "seed": meta.seed,
+                            "versions": meta.versions, "written": time.strftime("%Y-%m-%dT%H:%M:%S")},
+                   **payload}
+    return atomic_write_text(Path(out_dir) / name, json.dumps(payload, indent=1, sort_keys=False) + "\n")

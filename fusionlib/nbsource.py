@@ -1,0 +1,102 @@
+"""Notebook sources in ``py:percent`` text, built into ``.ipynb`` (reviewable diffs, one truth).
+
+``notebooks/src/NN_name.py`` is the source; ``python -m fusionlib.nbsource`` writes
+``notebooks/NN_name.ipynb`` (no outputs, kernelspec ``fusionlib``). Cell markers:
+
+    # %% [markdown]            a markdown cell: its lines carry a leading "# "
+    # %%                       a code cell
+    # %% tags=["parameters"]   a code cell with tags (papermill's parameters cell)
+
+``tests/test_nbsource.py`` checks that every stored notebook equals its built source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import nbformat
+
+__all__ = ["parse_percent", "build_notebook", "build_all", "main"]
+
+_MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
+KERNELSPEC = {"name": "fusionlib", "display_name": "Python (fusionlib)", "language": "python"}
+
+
+def parse_percent(text: str) -> list[dict]:
+    """Split percent-format text into cells ``{"type", "source", "tags"}``."""
+    cells: list[dict] = []
+    cur: dict | None = None
+    for line in text.splitlines():
+        m = _MARKER.match(line)
+        if m:
+            cur = {"type": "markdown" if m.group("md") else "code", "lines": [],
+                   "tags": json.loads(m.group("tags")) if m.group("tags") else []}
+            cells.append(cur)
+            continue
+        if cur is None:  # header before the first marker (e.g. a module docstring): dropped
+            continue
+        cur["lines"].append(line)
+    out = []
+    for c in cells:
+        lines = c["lines"]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        if c["type"] == "markdown":
+            lines = [ln[2:] if ln.startswith("# ") else ln[1:] if ln.startswith("#") else ln for ln in lines]
+        out.append({"type": c["type"], "source": "\n".join(lines), "tags": c["tags"]})
+    return out
+
+
+def build_notebook(src: str | Path) -> nbformat.NotebookNode:
+    """The ``.ipynb`` for a percent source (outputs empty, ids derived from the position)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = {"name": "python"}
+    for i, c in enumerate(parse_percent(Path(src).read_text())):
+        meta = {"tags": c["tags"]} if c["tags"] else {}
+        if c["type"] == "markdown":
+            cell = nbformat.v4.new_markdown_cell(c["source"], metadata=meta)
+        else:
+            cell = nbformat.v4.new_code_cell(c["source"], metadata=meta)
+        cell["id"] = f"c{i:03d}"
+        nb.cells.append(cell)
+    return nb
+
+
+def dumps(nb: nbformat.NotebookNode) -> str:
+    return nbformat.writes(nb) + "\n"
+
+
+def build_all(src_dir: str | Path = "notebooks/src", out_dir: str | Path = "notebooks",
+              check: bool = False) -> list[Path]:
+    """Build every ``src_dir/*.py``; with ``check`` return the notebooks that are out of date."""
+    stale = []
+    for src in sorted(Path(src_dir).glob("[0-9][0-9]_*.py")):
+        target = Path(out_dir) / (src.stem + ".ipynb")
+        text = dumps(build_notebook(src))
+        if not target.exists() or target.read_text() != text:
+            stale.append(target)
+            if not check:
+                target.write_text(text)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fusionlib.nbsource")
+    ap.add_argument("--src", default="notebooks/src")
+    ap.add_argument("--out", default="notebooks")
+    ap.add_argument("--check", action="store_true", help="only report notebooks out of date")
+    a = ap.parse_args(argv)
+    stale = build_all(a.src, a.out, check=a.check)
+    for p in stale:
+        print(("out of date: " if a.check else "wrote ") + str(p))
+    return 1 if (a.check and stale) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""Execute the notebooks with papermill: ``python -m fusionlib.runner notebooks --out runs``.
+
+Each notebook ``notebooks/NN_name.ipynb`` runs with parameters ``profile``, ``out_dir`` (and
+``data_root`` when given) into ``runs/NN_name/``: the executed notebook, its figures and
+``results.json``. ``make run`` and ``tests/test_notebooks.py`` both go through here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fusionlib.nb import resolve_profile
+
+__all__ = ["find_notebooks", "kernel_name", "run_notebook", "check_results", "main"]
+
+
+def find_notebooks(folder: str | Path) -> list[Path]:
+    """The numbered notebooks ``NN_*.ipynb`` of a folder, in order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"notebook folder {folder} does not exist")
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def kernel_name() -> str:
+    """The registered ``fusionlib`` kernel when present (``make`` installs it), else ``python3``."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        if "fusionlib" in KernelSpecManager().find_kernel_specs():
+            return "fusionlib"
+    except Exception:  # pragma: no cover - jupyter_client always ships with papermill
+        pass
+    return "python3"
+
+
+def _finite_numbers(x: Any, where: str = "") -> list[str]:
+    bad: list[str] = []
+    if isinstance(x, dict):
+        for k, v in x.items():
+            bad += _finite_numbers(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            bad += _finite_numbers(v, f"{where}[{i}]")
+    elif isinstance(x, float) and not math.isfinite(x):
+        bad.append(where)
+    return bad
+
+
+def check_results(path: str | Path) -> dict[str, Any]:
+    """Load a ``results.json`` and check it holds at least one number, all of them finite."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} was not written")
+    data = json.loads(path.read_text(), parse_constant=lambda c: float(c))
+    bad = _finite_numbers(data)
+    if bad:
+        raise ValueError(f"{path}: non-finite values at {', '.join(bad)}")
+
+    def count(x: Any) -> int:
+        if isinstance(x, dict):
+            return sum(count(v) for v in x.values())
+        if isinstance(x, list):
+            return sum(count(v) for v in x)
+        return int(isinstance(x, (int, float)) and not isinstance(x, bool))
+
+    if count(data) == 0:
+        raise ValueError(f"{path}: holds no numbers")
+    return data
+
+
+def run_notebook(nb: str | Path, out_root: str | Path, *, profile: str = "auto",
+                 parameters: dict[str, Any] | None = None, progress: bool = True,
+                 timeout: int | None = None) -> Path:
+    """Execute one notebook with papermill into ``out_root/<stem>/``; returns the results.json path."""
+    import papermill as pm
+
+    nb = Path(nb)
+    out_dir = Path(out_root) / nb.stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = {"profile": resolve_profile(profile), "out_dir": str(out_dir.resolve())}
+    params.update(parameters or {})
+    # Widgets draw their static fallback in batch runs; figures do not need a display.
+    os.environ.setdefault("FUSIONLIB_STATIC_WIDGETS", "1")
+    pm.execute_notebook(
+        str(nb), str(out_dir / nb.name), parameters=params, kernel_name=kernel_name(),
+        progress_bar=progress, cwd=str(nb.parent.resolve()), execution_timeout=timeout,
+    )
+    return out_dir / "results.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fusionlib.runner", description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", nargs="?", default="notebooks")
+    ap.add_argument("--out", default="runs")
+    ap.add_argument("--profile", default="auto", help="smoke | lab | paper | auto (lab on a GPU, else smoke)")
+    ap.add_argument("--only", nargs="*", default=None, help="notebook stems or numbers to run, e.g. 00 02_siba")
+    ap.add_argument("--data-root", default=None, help="full datasets for the paper profile")
+    args = ap.parse_args(argv)
+
+    try:
+        profile = resolve_profile(args.profile)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    notebooks = find_notebooks(args.folder)
+    if args.only:
+        notebooks = [p for p in notebooks if any(p.stem == o or p.stem.startswith(o) for o in args.only)]
+    if not notebooks:
+        print(f"error: no notebooks selected in {args.folder}", file=sys.stderr)
+        return 2
+    extra = {"data_root": args.data_root} if args.data_root else {}
+    print(f"profile {profile!r} ({'GPU found' if profile == 'lab' else 'no GPU: CPU smoke run'}"
+          f"{'' if args.profile == 'auto' else ', set by --profile'}); {len(notebooks)} notebook(s) -> {args.out}/")
+    failures, summary = [], []
+    for i, nb in enumerate(notebooks, 1):
+        print(f"[{i}/{len(notebooks)}] {nb.name}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            res = run_notebook(nb, args.out, profile=profile, parameters=extra)
+            check_results(res)
+            status = "ok"
+        except Exception as e:  # keep going: report every notebook
+            status = f"FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            failures.append(nb.name)
+        summary.append((nb.name, time.perf_counter() - t0, status))
+    print("\nnotebook                          seconds  status")
+    for name, sec, status in summary:
+        print(f"{name:<33} {sec:7.1f}  {status}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
