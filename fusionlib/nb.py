@@ -9,7 +9,6 @@ import json
 import math
 import os
 import platform
-import random
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fusionlib.train import resolve_device, seed_everything
+
 __all__ = ["PROFILES", "resolve_profile", "resolve_device", "setup", "Setup", "show", "record", "atomic_write_text"]
 
 #: Run profiles (DESIGN.md): every profile runs every section; smoke shrinks steps and sizes.
@@ -27,23 +28,6 @@ PROFILES: dict[str, str] = {
     "lab": "one GPU, a class session: <= ~15 min a notebook, bundled train splits and test sets",
     "paper": "GPUs, hours: the paper's recipe on the full public dataset under data_root",
 }
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> cuda, then mps, then cpu; otherwise the named device (checked)."""
-    if isinstance(device, torch.device):
-        return device
-    if device in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
-    return dev
 
 
 def resolve_profile(profile: str | None = "auto", device: str | torch.device = "auto") -> str:
@@ -76,13 +60,6 @@ def _versions() -> dict[str, str]:
         except Exception:  # pragma: no cover - optional
             pass
     return out
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def setup(*, seed: int = 0, device: str = "auto", profile: str = "auto", out_dir: str | Path = "runs/scratch",

@@ -1,0 +1,231 @@
+"""Reading and writing single images as ``(C, H, W)`` float tensors in [0, 1].
+
+Conventions (one rule each, stated once):
+
+* **8-bit** files are divided by 255, **16-bit** gray files (Pillow modes ``I;16``/``I;16B``/``I``)
+  by 65535. A 12- or 14-bit sensor stored in a 16-bit container therefore reads dark; rescale it
+  yourself if you want its own range. ``allow_16bit=False`` makes a 16-bit file an error.
+* **16-bit colour PNGs** (RGB/RGBA/LA with 16 bits per channel) are reduced to 8 bits per channel by
+  Pillow itself (it keeps the high byte); we read them at that precision and warn.
+* **Alpha is dropped**, not composited: RGBA -> RGB, LA -> L, palette with transparency -> RGB.
+* **Palette** (``P``) images are expanded to RGB; bilevel (``1``) to L; CMYK / YCbCr to RGB.
+* **"gray" = "y"** = BT.601 luminance ``0.299 R + 0.587 G + 0.114 B`` of the RGB values
+  (:func:`fusionlib.ops.colour.rgb_to_gray`), kept as a float: it is *not* rounded to 8 bits the way
+  ``PIL .convert('L')`` or ``cv2.IMREAD_GRAYSCALE`` round it (difference at most 0.5/255).
+* EXIF orientation is **not** applied: pixels are read in file order, as the pairs were registered.
+
+Every error is a :class:`FusionDataError` (a ``ValueError``) whose message names the file.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from fusionlib.ops.colour import rgb_to_gray
+
+__all__ = [
+    "FusionDataError",
+    "IMAGE_EXTENSIONS",
+    "READ_MODES",
+    "ImageInfo",
+    "image_info",
+    "read_image",
+    "save_image",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+READ_MODES = ("gray", "y", "rgb", "raw")
+
+# Pillow modes we decode, and what they become before scaling.
+_GRAY8 = {"L", "1", "LA", "La"}
+_COLOUR8 = {"RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr"}
+_GRAY16 = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+class FusionDataError(ValueError):
+    """Bad input data: a missing, unreadable or unsupported file, or a broken dataset layout."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Header facts about one image file (nothing decoded).
+
+    ``size`` is ``(H, W)``; ``bit_depth`` is 8 or 16 (bits per channel in the file);
+    ``channels`` is what :func:`read_image` with ``mode="raw"`` returns (1 or 3).
+    """
+
+    path: Path
+    size: tuple[int, int]
+    pil_mode: str
+    bit_depth: int
+    channels: int
+    format: str | None
+
+
+def _check_path(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise FusionDataError(f"image file not found: {p}")
+    if not p.is_file():
+        raise FusionDataError(f"not a file (a folder?): {p}")
+    return p
+
+
+def _file_bit_depth(img: Image.Image) -> int:
+    """16 when the file stores 16 bits per channel (PNG rawmode ``...;16B``, TIFF ``I;16``), else 8."""
+    if img.mode in _GRAY16:
+        return 16
+    for tile in getattr(img, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return 16
+    return 8
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError as e:
+        raise FusionDataError(f"not a readable image (unknown or corrupt format): {path}") from e
+    except OSError as e:
+        raise FusionDataError(f"cannot open image {path}: {e}") from e
+
+
+def image_info(path: str | Path) -> ImageInfo:
+    """Read only the header of ``path``: size ``(H, W)``, Pillow mode, bit depth, channels.
+
+    Raises:
+        FusionDataError: the file is missing, not an image, or of an unsupported mode.
+    """
+    p = _check_path(path)
+    with _open(p) as img:
+        mode = img.mode
+        if mode not in _GRAY8 | _COLOUR8 | _GRAY16:
+            raise FusionDataError(
+                f"unsupported image mode {mode!r} in {p} (supported: 8-bit L/LA/RGB/RGBA/P, 16-bit gray)"
+            )
+        channels = 1 if mode in _GRAY8 | _GRAY16 else 3
+        return ImageInfo(p, (img.height, img.width), mode, _file_bit_depth(img), channels, img.format)
+
+
+def _load_array(path: str | Path, allow_16bit: bool = True) -> np.ndarray:
+    """Decode ``path`` to an ``(H, W, C)`` array, C in {1, 3}, dtype uint8 or uint16 (alpha dropped).
+
+    Kept integer so that datasets can cache it compactly and crop before converting to float.
+    """
+    p = _check_path(path)
+    with _open(p) as img:
+        mode = img.mode
+        depth = _file_bit_depth(img)
+        if depth == 16 and not allow_16bit:
+            raise FusionDataError(
+                f"16-bit image {p} (mode {mode!r}) where 8-bit was required (allow_16bit=False)"
+            )
+        if depth == 16 and mode not in _GRAY16:
+            warnings.warn(
+                f"{p} is a 16-bit-per-channel {mode} image; Pillow decodes it to 8 bits per channel "
+                "(the high byte), so it is read at 8-bit precision",
+                stacklevel=3,
+            )
+        try:
+            img.load()
+            if mode in _GRAY16:
+                arr = np.asarray(img)
+                if arr.dtype != np.uint16:
+                    lo, hi = int(arr.min()), int(arr.max())
+                    if lo < 0 or hi > 65535:
+                        raise FusionDataError(
+                            f"integer image {p} (mode {mode!r}) has values in [{lo}, {hi}], "
+                            "outside the 16-bit range [0, 65535]"
+                        )
+                    arr = arr.astype(np.uint16)
+            elif mode in _GRAY8:
+                arr = np.asarray(img.convert("L"))
+            elif mode in _COLOUR8:
+                arr = np.asarray(img.convert("RGB"))  # drops alpha / expands palette
+            else:
+                raise FusionDataError(
+                    f"unsupported image mode {mode!r} in {p} (supported: 8-bit L/LA/RGB/RGBA/P, 16-bit gray)"
+                )
+        except FusionDataError:
+            raise
+        except (OSError, SyntaxError, ValueError) as e:
+            raise FusionDataError(f"cannot decode image {p} (corrupt or truncated?): {e}") from e
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return np.ascontiguousarray(arr)
+
+
+def _to_float(arr: np.ndarray) -> torch.Tensor:
+    """``(H, W, C)`` uint8/uint16 array -> ``(C, H, W)`` float32 in [0, 1] (/255 or /65535)."""
+    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
+    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32))
+    return t.div_(scale)
+
+
+def _convert(t: torch.Tensor, mode: str) -> torch.Tensor:
+    """``(C, H, W)`` with C in {1, 3} -> the channels asked for by ``mode``."""
+    if mode == "raw":
+        return t
+    if mode in ("gray", "y"):
+        return t if t.shape[0] == 1 else rgb_to_gray(t)
+    if mode == "rgb":
+        return t.expand(3, -1, -1).contiguous() if t.shape[0] == 1 else t
+    raise FusionDataError(f"unknown read mode {mode!r}; expected one of {READ_MODES}")
+
+
+def read_image(path: str | Path, mode: str = "gray", *, allow_16bit: bool = True) -> torch.Tensor:
+    """Read an image file as a float32 tensor ``(C, H, W)`` in [0, 1].
+
+    Args:
+        path: image file (PNG, JPEG, BMP, TIFF, ...).
+        mode: ``"gray"`` or ``"y"`` -> ``(1, H, W)`` BT.601 luminance; ``"rgb"`` -> ``(3, H, W)``
+            (gray files replicated); ``"raw"`` -> the file's own channels, 1 or 3 (alpha dropped).
+        allow_16bit: if False, a 16-bit file raises :class:`FusionDataError` instead of being
+            scaled by 1/65535.
+
+    Raises:
+        FusionDataError: missing file, undecodable file, unsupported Pillow mode, bad ``mode``.
+    """
+    if mode not in READ_MODES:
+        raise FusionDataError(f"unknown read mode {mode!r} for {path}; expected one of {READ_MODES}")
+    return _convert(_to_float(_load_array(path, allow_16bit=allow_16bit)), mode)
+
+
+def save_image(image: torch.Tensor, path: str | Path) -> Path:
+    """Write a gray or RGB image in [0, 1] as an 8-bit file (PNG recommended: lossless).
+
+    ``image`` is ``(H, W)``, ``(1|3, H, W)`` or a batch of one ``(1, 1|3, H, W)``. Values are
+    clamped to [0, 1], scaled by 255 and **rounded** (SIBA's test script truncates instead).
+    The format follows the suffix; parent folders are created. Returns the path written.
+    """
+    p = Path(path)
+    if not p.suffix:
+        raise FusionDataError(f"no file suffix in {p}; give e.g. '.png'")
+    x = image.detach().to("cpu", torch.float32)
+    if x.ndim == 4 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or x.shape[0] not in (1, 3):
+        raise FusionDataError(
+            f"cannot save tensor of shape {tuple(image.shape)} to {p}: expected (H, W), (1|3, H, W) "
+            "or (1, 1|3, H, W)"
+        )
+    if torch.isnan(x).any():
+        raise FusionDataError(f"tensor to save to {p} contains NaN")
+    arr = (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    pil = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)  # uint8: L or RGB
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pil.save(p)
+    except (OSError, ValueError, KeyError) as e:
+        raise FusionDataError(f"cannot write image {p}: {e}") from e
+    return p

@@ -1,0 +1,425 @@
+# %% [markdown]
+# # 00 · Foundations: data, losses, baselines, a tiny fusion CNN and its laziness
+#
+# > The template every paper notebook follows, on the smallest network that still shows the
+# > phenomena: what the images are, what the loss terms ask for, what the classical baselines
+# > already achieve, how a network learns to fuse, and how we look inside and measure it.
+#
+# Library: [`fusionlib`](../fusionlib) — `data`, `ops`, `losses`, `train`, `laziness`, `viz`,
+# `probes`, `spectral`, `metrics`, `profiling`, `nb`. There is one copy of every module: the
+# notebook shows its source (`show(...)`) and checks what it computes.
+#
+# **Idea in one paragraph.** Infrared (IR) images see heat: people and cars stand out at night,
+# texture is poor. Visible (VI) images see reflected light: rich texture by day, little at night.
+# Medical pairs are alike in spirit: MRI shows soft tissue, CT bone, PET/SPECT function (in
+# pseudo-colour). A fusion network takes both and returns one image that keeps the salient
+# targets of one and the texture of the other. Without a ground-truth fused image, training
+# relies on *unsupervised* loss terms built from the sources (max intensity, max gradient,
+# SSIM ...) and evaluation on no-reference metrics, whose conventions differ between
+# toolboxes (§8).
+
+# %% tags=["parameters"]
+profile = "auto"        # smoke | lab | paper | auto (lab on a GPU, else smoke)
+device = "auto"         # auto | cpu | cuda | cuda:1 | mps
+data_root = None        # not used here: 00 runs on the bundled pairs in data/
+seed = 0
+out_dir = "../runs/00_foundations"
+epochs = None           # None: the profile's budget
+
+# %% [markdown]
+# ## 1 · Setup
+#
+# One cell: seed, device, profile, versions. The profile fixes the budget; every profile runs
+# every section (smoke only shrinks steps and sizes).
+
+# %%
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fusionlib import data, losses, metrics, profiling, spectral, viz
+from fusionlib.baselines import average_fusion, max_fusion
+from fusionlib.laziness import LazinessTracker, summarise
+from fusionlib.models.tinyfuse import TinyFuse
+from fusionlib.nb import record, setup, show
+from fusionlib.train import fit, make_loader
+
+S = setup(seed=seed, device=device, profile=profile, out_dir=out_dir)
+BUDGETS = {  # crop px, batch, epochs, steps per epoch, evaluation pairs per set
+    "smoke": dict(crop=64, batch=4, epochs=10, steps=20, n_eval=2),
+    "lab": dict(crop=128, batch=8, epochs=30, steps=50, n_eval=None),
+    "paper": dict(crop=128, batch=8, epochs=100, steps=None, n_eval=None),
+}
+B = dict(BUDGETS[S.profile])
+if epochs is not None:
+    B["epochs"] = int(epochs)
+print("budget:", B)
+RESULTS: dict = {"budget": B}
+T0 = time.perf_counter()
+
+# %% [markdown]
+# ## 2 · The data
+#
+# The bundled pairs are real, registered images copied byte for byte from public repositories
+# (`data/*/SOURCE.md` gives origin, commit, licence). `data.bundled(name, split)` returns a
+# paired dataset: `ir` (source A as grey), `vi` (the Y channel of source B), `vi_cbcr` (its
+# chroma, kept to restore colour at the end).
+
+# %%
+pd.DataFrame({k: {"splits": v["splits"], "licence": v["licence"]} for k, v in data.list_bundled().items()}).T
+
+# %% [markdown]
+# An MSRS night pair and a day pair. By night the pedestrians are bright in IR and almost
+# invisible in VI; by day VI carries the texture and IR still marks the warm targets.
+
+# %%
+msrs = data.bundled("msrs", "test")
+night, day = msrs.by_name("00004N"), msrs.by_name("00055D")
+fig = viz.show_images({
+    "IR 00004N (night)": night["ir"], "VI 00004N (RGB)": data.merge_luma(night["vi"], night["vi_cbcr"]),
+    "IR 00055D (day)": day["ir"], "VI 00055D (RGB)": data.merge_luma(day["vi"], day["vi_cbcr"]),
+}, ncols=4)
+viz.save_figure(fig, out_dir, "msrs_pairs")
+fig
+
+# %% [markdown]
+# **YCbCr, BT.601 full range.** Fusion networks work on the luminance Y; the visible image's
+# chroma Cb, Cr is put back afterwards. `Y = 0.299 R + 0.587 G + 0.114 B`,
+# `Cb = 0.564 (B − Y) + 0.5`, `Cr = 0.713 (R − Y) + 0.5` (`fusionlib.ops.colour`, through kornia).
+# The round trip must give the RGB image back.
+
+# %%
+rgb = data.merge_luma(day["vi"], day["vi_cbcr"])
+y, cbcr = data.split_luma(rgb)
+roundtrip = (data.merge_luma(y, cbcr) - rgb).abs().max().item()
+print(f"max |RGB - merge(split(RGB))| = {roundtrip:.2e}")
+assert roundtrip < 1e-5
+fig = viz.show_images({"RGB": rgb, "Y": y, "Cb": cbcr[0:1], "Cr": cbcr[1:2]}, ncols=4)
+fig
+
+# %% [markdown]
+# Medical pairs (Harvard Whole Brain Atlas): MRI with CT, PET and SPECT. PET and SPECT are
+# pseudo-colour, so they are fused on their Y channel and recoloured from their chroma.
+
+# %%
+med = {k: data.bundled(k, "test")[0] for k in ("harvard_ct", "harvard_pet", "harvard_spect")}
+panels = {}
+for k, s in med.items():
+    panels[f"MRI ({k[8:].upper()} pair)"] = s["ir"]
+    panels[k[8:].upper()] = data.merge_luma(s["vi"], s["vi_cbcr"])
+fig = viz.show_images(panels, ncols=6)
+viz.save_figure(fig, out_dir, "harvard_pairs")
+fig
+
+# %% [markdown]
+# ## 3 · The loss terms, as pictures
+#
+# Each term compares the fused image F with a *target* built from the two sources.
+#
+# | term | definition | used by |
+# |---|---|---|
+# | max intensity | ‖F − max(IR, VI)‖₁ | SIBA, LKC-FUNet, DMNet |
+# | max gradient | ‖S(F) − max(S(IR), S(VI))‖₁, S = \|Gx\| + \|Gy\| (Sobel) | SIBA, LKC-FUNet, DMNet |
+# | Laplacian selection | ‖ΔF − Δ_sel‖₁, Δ_sel the signed Laplacian of the source with the larger \|Δ\| | SIBA |
+# | SSIM | 1 − ½ (SSIM(IR, F) + SSIM(VI, F)) | LKC-FUNet |
+#
+# The source of one of them, then the targets drawn on the night pair.
+
+# %%
+show(losses.gradient_max_loss)
+
+# %%
+from fusionlib.ops import laplacian, sobel_l1
+
+ir, vi = night["ir"][None], night["vi"][None]          # (1, 1, H, W)
+g_ir, g_vi = sobel_l1(ir), sobel_l1(vi)
+g_max = torch.maximum(g_ir, g_vi)
+lap_target = losses.laplacian_select_target(ir, vi)
+win = (lap_target == laplacian(ir)).float()           # 1 where IR's Laplacian is selected
+gscale = float(g_max.quantile(0.99))
+fig = viz.show_images({
+    "max(IR, VI): intensity target": torch.maximum(ir, vi),
+    "S(IR)": (g_ir / gscale).clamp(0, 1), "S(VI)": (g_vi / gscale).clamp(0, 1),
+    "max(S(IR), S(VI)): gradient target": (g_max / gscale).clamp(0, 1),
+    "Laplacian selection: IR wins (white)": win,
+    "|Δ_sel| (scaled)": (lap_target.abs() / float(lap_target.abs().quantile(0.99))).clamp(0, 1),
+}, ncols=3)
+viz.save_figure(fig, out_dir, "loss_targets")
+fig
+
+# %% [markdown]
+# Each target is a fixed point of its term: feeding the target itself gives zero loss, and the
+# classical baselines do not.
+
+# %%
+terms = {"intensity": losses.intensity_max_loss, "gradient": losses.gradient_max_loss,
+         "laplacian": losses.laplacian_select_loss, "ssim": losses.ssim_loss}
+assert losses.intensity_max_loss(torch.maximum(ir, vi), ir, vi).item() == 0.0
+loss_table = pd.DataFrame({
+    name: {t: float(fn(f, ir, vi)) for t, fn in terms.items()}
+    for name, f in {"average": average_fusion(ir, vi), "max": max_fusion(ir, vi), "IR only": ir, "VI only": vi}.items()
+}).T
+loss_table.round(4)
+
+# %% [markdown]
+# ## 4 · Classical baselines
+#
+# Average and maximum: no parameters, the floor a network has to clear. The average halves the
+# contrast of every target; the maximum keeps the bright targets but lets the brighter source
+# win everywhere, also where the darker one carries the texture.
+
+# %%
+fig = viz.show_images({"IR": ir, "VI (Y)": vi, "average": average_fusion(ir, vi), "max": max_fusion(ir, vi)},
+                      ncols=4, zoom=(500, 200, 100, 100))
+viz.save_figure(fig, out_dir, "baselines")
+fig
+
+# %% [markdown]
+# ## 5 · A tiny fusion CNN, built and walked step by step
+#
+# Four functional blocks — encoders, fusion, decoder, prediction head — the grouping AIDFusion
+# uses for its laziness analysis (Fig. 1). The source:
+
+# %%
+show(TinyFuse)
+
+# %% [markdown]
+# The forward pass walked one operation at a time on a real crop, with the intermediate
+# features drawn, and checked against the module's own `forward`.
+
+# %%
+torch.manual_seed(seed)
+net = TinyFuse()
+crop = (slice(None), slice(None), slice(200, 296), slice(480, 576))   # around the pedestrians
+x_ir, x_vi = ir[crop], vi[crop]
+with torch.no_grad():
+    f_ir = net.enc_ir(x_ir)                               # (1, C, h, w)
+    f_vi = net.enc_vi(x_vi)                               # (1, C, h, w)
+    f = net.fuse(torch.cat([f_ir, f_vi], dim=1))          # (1, C, h, w)
+    d = net.decoder(f)                                    # (1, C/2, h, w)
+    walked = torch.sigmoid(net.head(d))                   # (1, 1, h, w)
+    direct = net(x_ir, x_vi)
+print("shapes:", {k: tuple(v.shape) for k, v in dict(f_ir=f_ir, f_vi=f_vi, fused_feat=f, decoded=d, out=walked).items()})
+assert torch.equal(walked, direct), "the walk must equal TinyFuse.forward"
+
+
+def _norm(t):
+    t = t - t.min()
+    return t / t.max().clamp(min=1e-8)
+
+
+fig = viz.show_images({"IR crop": x_ir, "VI crop": x_vi, "enc_ir ch0": _norm(f_ir[0, 0]), "enc_vi ch0": _norm(f_vi[0, 0]),
+                       "fusion ch0": _norm(f[0, 0]), "output (untrained)": walked}, ncols=6)
+fig
+
+# %% [markdown]
+# Parameters per block, and the cost (FLOPs counted by `torch.utils.flop_counter`; one
+# multiply-add = 2 FLOPs, so GMAC = GFLOPs / 2 — papers mix the two conventions).
+
+# %%
+print(profiling.format_parameter_table(net, depth=1))
+cost = profiling.count_flops(net, torch.Size([1, 1, 480, 640]), torch.Size([1, 1, 480, 640]))
+print(f"at 480x640: {cost['gmac']:.3f} GMAC = {cost['gflops']:.3f} GFLOPs")
+RESULTS["tinyfuse"] = {"params": profiling.count_parameters(net), "gmac_480x640": cost["gmac"],
+                       "gflops_480x640": cost["gflops"]}
+
+# %% [markdown]
+# ## 6 · Training, with laziness tracking
+#
+# Loss: `L = L_int + L_grad` (max intensity + max gradient). Data: random crops of the MSRS and
+# RoadScene train splits (204 pairs). The `LazinessTracker` callback records, for every block,
+# the Frobenius norm of its weight change over each epoch, ‖W_e − W_{e−1}‖_F, and that norm
+# relative to ‖W_{e−1}‖_F (AIDFusion Eq./Fig. 1).
+
+# %%
+train_set = data.bundled_concat("msrs", "roadscene", crop=B["crop"], mode="train", hflip=True, seed=seed, cache=True)
+loader = make_loader(train_set, B["batch"], shuffle=True, seed=seed, drop_last=True, collate_fn=data.collate_pairs)
+
+
+def criterion(fused, ir, vi):
+    l_int = losses.intensity_max_loss(fused, ir, vi)
+    l_grad = losses.gradient_max_loss(fused, ir, vi)
+    return l_int + l_grad, {"int": l_int, "grad": l_grad}
+
+
+torch.manual_seed(seed)
+net = TinyFuse()
+tracker = LazinessTracker()
+opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=B["epochs"])
+t_train = time.perf_counter()
+hist = fit(net, criterion, loader, epochs=B["epochs"], optimizer=opt, scheduler=sched, device=S.device, seed=seed,
+           out_dir=f"{out_dir}/train", callbacks=[tracker], max_steps_per_epoch=B["steps"], progress=True)
+t_train = time.perf_counter() - t_train
+net = net.to("cpu").eval()
+print(f"trained {B['epochs']} epochs in {t_train:.1f} s on {S.device}")
+hist.to_frame().round(4)
+
+# %%
+fig = viz.plot_history(hist.epochs, keys=(("loss", "int", "grad"), "lr"))
+viz.save_figure(fig, out_dir, "history")
+fig
+
+# %% [markdown]
+# ### Laziness curves
+#
+# Left: absolute weight change per epoch; right: relative to the block's weight norm. In
+# AIDFusion's Fig. 1a the relative updates of a plainly supervised network collapse after the
+# first epochs ("network laziness"); with a cosine learning-rate decay the updates shrink by
+# construction too, so read the *ratios between blocks*, not only the downward trend.
+
+# %%
+fig = viz.plot_laziness_compare({"absolute ‖ΔW‖_F": tracker.records}, relative=False, logy=True)
+fig2 = viz.plot_laziness(tracker.records, relative=True, logy=True, title="relative ‖ΔW‖_F / ‖W‖_F")
+viz.save_figure(fig, out_dir, "laziness_abs")
+viz.save_figure(fig2, out_dir, "laziness_rel")
+fig2
+
+# %%
+lazy = summarise(tracker.records, threshold=1e-2)
+print("fraction of epochs each block's relative update stayed above 1e-2:", lazy)
+RESULTS["laziness_fraction_above_1e-2"] = lazy
+viz.laziness_explorer(tracker.records)   # a slider over epochs in JupyterLab; a static grid under papermill
+
+# %% [markdown]
+# ## 7 · The fused image and its spectrum
+#
+# The trained network on the whole night pair, next to the baselines, with colour restored
+# from the visible chroma.
+
+# %%
+with torch.no_grad():
+    tiny = net(ir, vi).clamp(0, 1)
+fused = {"average": average_fusion(ir, vi), "max": max_fusion(ir, vi), "TinyFuse": tiny}
+fig = viz.show_images({"IR": ir, "VI": vi, **fused}, ncols=5, zoom=(500, 200, 100, 100))
+viz.save_figure(fig, out_dir, "fused_night")
+fig
+
+# %%
+fig = viz.show_images({k: data.merge_luma(v[0], night["vi_cbcr"]) for k, v in fused.items()}, ncols=3)
+fig
+
+# %% [markdown]
+# **Spectra.** The radial power spectral density (power averaged over rings of equal spatial
+# frequency) shows which frequencies each image carries: the visible image's texture lives at
+# high frequencies, the IR image's smooth blobs at low ones. A good fusion keeps the upper
+# envelope of both; averaging loses power everywhere.
+
+# %%
+imgs = {"IR": ir[0, 0], "VI": vi[0, 0], **{k: v[0, 0] for k, v in fused.items()}}
+fig = viz.plot_radial_psd(imgs, title="radial PSD, MSRS 00004N")
+viz.save_figure(fig, out_dir, "radial_psd")
+fig
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+for ax, (k, v) in zip(axes, {"IR": ir, "VI": vi, "TinyFuse": tiny}.items()):
+    viz.plot_spectrum(v[0, 0], ax=ax, title=f"log |FFT| {k}")
+fig.tight_layout()
+plt.close(fig)
+fig
+
+# %%
+f, p = spectral.radial_psd(torch.stack([ir[0, 0], vi[0, 0], tiny[0, 0]]))
+hi = f > 0.25
+RESULTS["high_freq_power"] = {k: float(p[i][hi].sum()) for i, k in enumerate(["IR", "VI", "TinyFuse"])}
+RESULTS["high_freq_power"]
+
+# %% [markdown]
+# ## 8 · Evaluation under two conventions
+#
+# The field's two evaluators disagree on what a metric means: Tang's MATLAB toolbox (used by
+# SIBA) **averages** SSIM over the two sources but **sums** VIF; the CDDFuse Python evaluator
+# (used by LKC-FUNet, likely AIDFusion and DMNet) **sums** SSIM (values up to 2) and VIF, and
+# reports MI in nats instead of bits. `fusionlib.metrics` reproduces each as a named *preset*;
+# every table says which one it shows. Images are rounded to 8-bit levels first, as both
+# toolboxes do.
+
+# %%
+def eval_set(name, n):
+    ds = data.bundled(name, "test")
+    names = ds.names[:n] if n else ds.names
+    rows = []
+    for nm in names:
+        s = ds.by_name(nm)
+        a, b = s["ir"][None], s["vi"][None]
+        with torch.no_grad():
+            outs = {"average": average_fusion(a, b), "max": max_fusion(a, b), "TinyFuse": net(a, b).clamp(0, 1)}
+        for method, fz in outs.items():
+            for preset in ("tang", "cddfuse"):
+                vals = metrics.evaluate(fz, a, b, preset, ["EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM"])
+                rows.append({"set": name, "image": nm, "method": method, "preset": preset,
+                             **{k: float(v) for k, v in vals.items()}})
+    return rows
+
+
+t_eval = time.perf_counter()
+rows = eval_set("msrs", B["n_eval"]) + eval_set("harvard_ct", B["n_eval"])
+t_eval = time.perf_counter() - t_eval
+df = pd.DataFrame(rows)
+table = df.groupby(["set", "preset", "method"]).mean(numeric_only=True).round(3)
+print(f"{df['image'].nunique()} image pairs, {len(df)} rows, metrics in {t_eval:.1f} s")
+table
+
+# %% [markdown]
+# Same images, same fused outputs, two conventions: SSIM under `cddfuse` is about twice the
+# `tang` value (a sum instead of a mean), MI differs by the factor ln 2 (nats vs bits) and by
+# how each toolbox bins its histogram. Comparing numbers across papers that use different
+# evaluators is meaningless without saying which.
+
+# %%
+tang = df[df.preset == "tang"].groupby(["set", "method"]).mean(numeric_only=True)
+cdd = df[df.preset == "cddfuse"].groupby(["set", "method"]).mean(numeric_only=True)
+ratio = (cdd[["SSIM", "MI", "VIF"]] / tang[["SSIM", "MI", "VIF"]]).round(3)
+ratio.columns = [f"{c} cddfuse/tang" for c in ratio.columns]
+ratio
+
+# %%
+RESULTS["metrics"] = {
+    f"{s}/{p}/{m}": {k: float(v) for k, v in row.items()}
+    for (s, p, m), row in df.groupby(["set", "preset", "method"]).mean(numeric_only=True).iterrows()
+}
+RESULTS["eval_pairs"] = {s: int(df[df.set == s]["image"].nunique()) for s in df.set.unique()}
+
+# %% [markdown]
+# ## 9 · Efficiency
+#
+# Parameters, FLOPs and latency of TinyFuse at the MSRS size, measured on this run's device.
+
+# %%
+lat = profiling.measure_latency(net.to(S.device), torch.rand(1, 1, 480, 640, device=S.device),
+                                torch.rand(1, 1, 480, 640, device=S.device), warmup=1, repeats=3)
+net.to("cpu")
+print(f"TinyFuse at 480x640 on {lat['device']}: median {lat['median_s'] * 1e3:.1f} ms ({lat['fps']:.1f} FPS), "
+      f"{RESULTS['tinyfuse']['params']} parameters, {RESULTS['tinyfuse']['gmac_480x640']:.2f} GMAC")
+RESULTS["tinyfuse"]["latency_ms_480x640"] = lat["median_s"] * 1e3
+
+# %% [markdown]
+# ## 10 · Results and questions
+#
+# `results.json` holds the budget, the laziness summary, the metrics per set, preset and
+# method, and the timings; `tests/test_notebooks.py` checks that every number in it is finite.
+
+# %%
+RESULTS["final_loss"] = hist.epochs[-1]["loss"]
+RESULTS["seconds"] = {"train": t_train, "eval": t_eval, "total": time.perf_counter() - T0}
+path = record(out_dir, RESULTS, meta=S)
+print("wrote", path)
+
+# %% [markdown]
+# ### Questions for a reading group
+#
+# 1. The max-intensity target is the `max` baseline itself. Why does a network trained on it
+#    (plus a gradient term) not simply return `max(IR, VI)`? Look at the zoomed crops.
+# 2. Under which preset does SSIM exceed 1, and why is that not a bug?
+# 3. The laziness curves shrink with the learning rate. Design an experiment that separates
+#    "the schedule makes updates small" from "the network stops learning" (hint: AIDFusion
+#    compares two supervision schemes at the same schedule).
+# 4. In the radial PSD, which method keeps the most high-frequency power, and is more
+#    high-frequency power always better (think of noise)?
+# 5. Which loss term would you add to keep the visible image's texture at night, where VI is
+#    dark but not empty?
