@@ -29,7 +29,7 @@ run: setup
 
 ## make test: unit tests + a papermill smoke execution of every notebook
 test: setup
-	$(BIN)/python -m pytest tests -m "not slow and not gpu"
+	$(BIN)/python -m pytest tests fusionlib --doctest-modules -m "not slow and not gpu"
 
 unit: setup
 	$(BIN)/python -m pytest tests -m "not slow and not gpu and not notebooks"

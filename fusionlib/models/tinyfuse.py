@@ -56,3 +56,9 @@ class TinyFuse(nn.Module):
         """Functional blocks for ``fusionlib.laziness`` (AIDFusion Fig. 1's grouping)."""
         return {"encoder": ["enc_ir.", "enc_vi."], "fusion": ["fuse."], "decoder": ["decoder."],
                 "prediction": ["head."]}
+
+
+from fusionlib.models._registry import register_model  # noqa: E402  (registration after the class)
+
+register_model("tinyfuse", TinyFuse, TinyFuseConfig())
+register_model("tinyfuse_tiny", TinyFuse, TinyFuseConfig(width=4, depth=1))

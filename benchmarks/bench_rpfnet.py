@@ -1,0 +1,110 @@
+"""Time RPFNet's forward at 480x640 on CPU in both BatchNorm modes, against the authors' reference times.
+
+    python benchmarks/bench_rpfnet.py [--threads 2] [--repeats 3] [--size 480 640] [--weights PATH]
+
+Our ``RPFNet`` performs the authors' forward operation for operation (same convolutions, FFTs and
+BatchNorms) except that the authors' code also computes the residual branch's attention and discards it;
+we skip it. The row ``eval+attention`` runs the paper switch ``attention_in_rpm=True``, which performs
+those operations too, as the like-for-like operation count. The authors' own times were measured
+earlier on a 2-vCPU EPYC with torch 2.13 (``reference/authors_code.md`` §4, ``golden/perf.json``; the
+latter under load). Inputs are the golden 00004N pair when ``../shared`` is present (outputs are then
+checked against the golden ones), else seeded random images. Batch 1, ``torch.inference_mode`` (inside
+``rpfnet_infer``), float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fusionlib.checkpoints import load_rpfnet_released  # noqa: E402
+from fusionlib.models.rpfnet import RPFNet, rpfnet_infer  # noqa: E402
+
+# Authors' code, 1x1x480x640, 2 threads, no_grad (seconds), by BatchNorm mode
+AUTHORS_S = {
+    "eval": {"authors_code.md §4 (earlier study)": 5.3, "golden/perf.json median (load avg 3-4)": 8.82},
+    "as_released": {"golden/perf.json median (load avg 3-4)": 9.81},
+}
+GOLDEN = {"as_released": "out_sigmoid_testpy_trainBN", "eval": "out_sigmoid_eval"}
+
+
+def _shared() -> Path | None:
+    env = os.environ.get("FUSIONLIB_SHARED")
+    p = Path(env) if env else REPO.parent / "shared"
+    return p if p.is_dir() else None
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("H", "W"))
+    ap.add_argument("--weights", type=Path, default=None, help="state dict (default: the golden copy)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    shared = _shared()
+    weights = args.weights or (shared / "golden/rpfnet/rpfnet_state_dict.pt" if shared else None)
+    model = load_rpfnet_released(weights) if weights and weights.is_file() else RPFNet().eval()
+    h, w = args.size
+    refs: dict[str, torch.Tensor] = {}
+    if shared is not None and (h, w) == (480, 640) and weights is not None:
+        ir = torch.from_numpy(np.load(shared / "golden/siba/full/msrs_00004N_ir.npy"))
+        vi = torch.from_numpy(np.load(shared / "golden/siba/full/msrs_00004N_vi_y.npy"))
+        for mode, stem in GOLDEN.items():
+            refs[mode] = torch.from_numpy(np.load(shared / f"golden/rpfnet/full/msrs_00004N_{stem}.npy"))
+    else:
+        g = torch.Generator().manual_seed(0)
+        ir, vi = torch.rand(1, 1, h, w, generator=g), torch.rand(1, 1, h, w, generator=g)
+
+    print(f"RPFNet forward, 1x1x{h}x{w}, float32, CPU, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}")
+    used = weights if weights and weights.is_file() else "random init"
+    print(f"weights: {used}; load avg {os.getloadavg()}")
+    times: dict[str, list[float]] = {m: [] for m in GOLDEN}
+    outs = {m: rpfnet_infer(model, ir, vi, mode=m) for m in GOLDEN}  # warm-up
+    for _ in range(args.repeats):  # alternate, so that load changes hit both alike
+        for mode in GOLDEN:
+            t0 = time.perf_counter()
+            rpfnet_infer(model, ir, vi, mode=mode)
+            times[mode].append(time.perf_counter() - t0)
+    # The authors' code also computes RPM's attention and throws it away; we skip it. The paper switch
+    # attention_in_rpm=True runs the same operations (plus two multiplies): the like-for-like op count.
+    att = RPFNet(attention_in_rpm=True).eval()
+    att.load_state_dict(model.state_dict())
+    rpfnet_infer(att, ir, vi, mode="eval")  # warm-up
+    times["eval+attention"] = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        rpfnet_infer(att, ir, vi, mode="eval")
+        times["eval+attention"].append(time.perf_counter() - t0)
+    med = {m: statistics.median(v) for m, v in times.items()}
+    for mode, v in times.items():
+        line = f"  ours {mode:14s} median {med[mode]:6.2f} s   runs {', '.join(f'{t:.2f}' for t in v)}"
+        if mode in refs:
+            line += f"   max |ours - golden| = {(outs[mode] - refs[mode]).abs().max().item():.2e}"
+        print(line)
+    if (h, w) == (480, 640):
+        print("authors' code (same size, 2 threads, other runs/machine state):")
+        for mode, ref in AUTHORS_S.items():
+            for name, s in ref.items():
+                extra = ""
+                if mode == "eval":
+                    extra = f" (with attention computed: {s / med['eval+attention']:.2f})"
+                print(f"  {mode:11s} {s:6.2f} s  {name}:  authors / ours = {s / med[mode]:.2f}{extra}")
+    print(f"load avg after {os.getloadavg()}")
+    return {"median_s": med, "runs_s": times}
+
+
+if __name__ == "__main__":
+    main()
