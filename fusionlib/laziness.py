@@ -25,17 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from fusionlib.train import unwrap_model
+
 __all__ = ["LazinessTracker", "resolve_blocks", "block_norms", "summarise"]
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def _strip(name: str) -> str:
@@ -62,7 +54,7 @@ def resolve_blocks(model: nn.Module, blocks: Mapping[str, Sequence[str]] | None 
         >>> resolve_blocks(net, {"encoder": ["0"], "decoder": ["2."]})
         {'encoder': ['0.weight', '0.bias'], 'decoder': ['2.weight', '2.bias']}
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     names = [_strip(n) for n, _ in model.named_parameters()]
     if blocks is None and callable(getattr(model, "laziness_blocks", None)):
         blocks = model.laziness_blocks()
@@ -112,7 +104,7 @@ def resolve_blocks(model: nn.Module, blocks: Mapping[str, Sequence[str]] | None 
 
 
 def _params(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {_strip(n): p for n, p in _unwrap(model).named_parameters()}
+    return {_strip(n): p for n, p in unwrap_model(model).named_parameters()}
 
 
 def block_norms(weights: Mapping[str, torch.Tensor], blocks: Mapping[str, Sequence[str]],
@@ -173,7 +165,7 @@ class LazinessTracker:
                  snapshot_device: str | torch.device | None = None):
         if not (every == "epoch" or (isinstance(every, int) and not isinstance(every, bool) and every >= 1)):
             raise ValueError(f"LazinessTracker: every must be 'epoch' or a positive int, got {every!r}")
-        self.model = _unwrap(model) if model is not None else None
+        self.model = unwrap_model(model) if model is not None else None
         self._blocks_arg = blocks
         self.other = other
         self.every = every
@@ -229,7 +221,7 @@ class LazinessTracker:
     # ---- fit callback hooks
     def on_train_start(self, state: Any) -> None:
         if self.model is None:
-            self.model = _unwrap(state.model)
+            self.model = unwrap_model(state.model)
         self._need_model()
         if self._prev is None:
             self._prev = self._copy()

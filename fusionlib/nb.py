@@ -7,9 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fusionlib.atomic import atomic_write_text
 from fusionlib.train import resolve_device, seed_everything
 
 __all__ = ["PROFILES", "resolve_profile", "resolve_device", "setup", "Setup", "show", "record", "atomic_write_text"]
@@ -92,23 +91,6 @@ def show(obj: Any) -> Any:
     except ImportError:  # pragma: no cover - outside IPython
         print(src)
         return None
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _jsonable(x: Any, where: str, bad: list[str]) -> Any:

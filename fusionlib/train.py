@@ -42,6 +42,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from fusionlib.atomic import atomic_save, atomic_write_text
+
 __all__ = [
     "fit",
     "loss_step",
@@ -416,50 +418,6 @@ def _callback_keys(callbacks: Sequence[Any]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- checkpoint files
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` onto ``path``.
-
-    A crash at any point leaves either the old file or the new one, never a partial file.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -861,7 +819,7 @@ def _fit(model: nn.Module, step: Callable[..., Any], loader: Iterable[Any], *, e
         if main and ckpt_path is not None:
             atomic_save(_checkpoint(model, optimizers, schedulers, extras, callbacks, cb_keys, history,
                                     epoch, global_step, rngs, d, seed), ckpt_path)
-            _atomic_write_text(json.dumps(history.state_dict(), indent=1), out / HISTORY_NAME)
+            atomic_write_text(out / HISTORY_NAME, json.dumps(history.state_dict(), indent=1))
         d.barrier(device)
         if progress and main:
             from tqdm.auto import tqdm
