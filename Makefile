@@ -25,7 +25,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 ## make run [PROFILE=smoke|lab|paper]: execute every notebook into runs/<notebook>/
 run: setup
-	$(BIN)/python -m fusionlib.runner notebooks --out runs $(if $(PROFILE),--profile $(PROFILE),)
+	$(BIN)/python -m fusionlib.runner notebooks --out runs $(if $(PROFILE),--profile $(PROFILE),) $(RUN_ARGS)
 
 ## make test: unit tests + a papermill smoke execution of every notebook
 test: setup

@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="auto", help="smoke | lab | paper | auto (lab on a GPU, else smoke)")
     ap.add_argument("--only", nargs="*", default=None, help="notebook stems or numbers to run, e.g. 00 02_siba")
     ap.add_argument("--data-root", default=None, help="full datasets for the paper profile")
+    ap.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra notebook parameter, e.g. -p checkpoint=/path/SIBA_epoch60.pth (repeatable)")
     args = ap.parse_args(argv)
 
     try:
@@ -117,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no notebooks selected in {args.folder}", file=sys.stderr)
         return 2
     extra = {"data_root": args.data_root} if args.data_root else {}
+    for kv in args.param:
+        if "=" not in kv:
+            print(f"error: --param expects KEY=VALUE, got {kv!r}", file=sys.stderr)
+            return 2
+        key, value = kv.split("=", 1)
+        extra[key] = value
     print(f"profile {profile!r} ({'GPU found' if profile == 'lab' else 'no GPU: CPU smoke run'}"
           f"{'' if args.profile == 'auto' else ', set by --profile'}); {len(notebooks)} notebook(s) -> {args.out}/")
     failures, summary = [], []
