@@ -198,6 +198,15 @@ def _new_figure(nrows: int, ncols: int, panel: tuple[float, float], **kw: Any) -
     return fig, axes
 
 
+def _panel_axes(n: int, nrows: int, ncols: int, panel: tuple[float, float]) -> tuple[Figure, list[Axes]]:
+    """A grid of ``nrows x ncols`` panels with the unused trailing axes removed: (fig, n axes)."""
+    fig, grid = _new_figure(nrows, ncols, panel)
+    flat = list(grid.ravel())
+    for extra in flat[n:]:
+        fig.delaxes(extra)
+    return fig, flat[:n]
+
+
 def _single_axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is not None:
         return ax.figure, ax
@@ -255,11 +264,7 @@ def show_images(
         nc = max(1, min(int(ncols), n))
         nr = math.ceil(n / nc)
         h0, w0 = arrays[0][1].shape[:2]
-        fig, grid = _new_figure(nr, nc, (panel_size, panel_size * h0 / w0 + (0.3 if items[0][0] else 0)))
-        flat = list(grid.ravel())
-        for extra in flat[n:]:
-            fig.delaxes(extra)
-        flat = flat[:n]
+        fig, flat = _panel_axes(n, nr, nc, (panel_size, panel_size * h0 / w0 + (0.3 if items[0][0] else 0)))
     else:
         flat = _flat_axes(axes, n, "show_images")[:n]
         fig = flat[0].figure
@@ -612,11 +617,7 @@ def plot_channel_attention(
     if axes is None:
         nc = min(ncols or min(n, 4), n)
         nr = math.ceil(n / nc)
-        fig, grid = _new_figure(nr, nc, (2.4, 2.3))
-        flat = list(grid.ravel())
-        for extra in flat[n:]:
-            fig.delaxes(extra)
-        flat = flat[:n]
+        fig, flat = _panel_axes(n, nr, nc, (2.4, 2.3))
     else:
         flat = _flat_axes(axes, n, "plot_channel_attention")[:n]
         fig = flat[0].figure
@@ -919,10 +920,7 @@ def _static_grid(fn: Callable[..., Any], values: dict[str, list], *, max_panels:
         nr = math.ceil(len(combos) / nc)
         if ncols is None:
             nc = math.ceil(len(combos) / nr)  # balanced rows: 6 frames -> 2 x 3
-    fig, grid = _new_figure(nr, nc, size)
-    flat = list(grid.ravel())
-    for extra in flat[len(combos):]:
-        fig.delaxes(extra)
+    fig, flat = _panel_axes(len(combos), nr, nc, size)
     for ax, combo in zip(flat, combos):
         fn(ax=ax, **combo)
         if not ax.get_title():
