@@ -11,7 +11,7 @@ PIP_ARGS ?=
 PROFILE ?=
 STAMP   := $(VENV)/.fusionlib-installed
 
-.PHONY: setup run test unit nbtest lab clean
+.PHONY: setup run test unit nbtest lab labs clean
 
 setup: $(STAMP)
 
@@ -41,5 +41,9 @@ nbtest: setup
 lab: setup
 	$(BIN)/jupyter lab notebooks
 
+## make labs: student versions of the paper notebooks into labs/ (exercises stubbed, checks kept)
+labs: setup
+	$(BIN)/python -m fusionlib.labs notebooks --out labs
+
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs labs .pytest_cache

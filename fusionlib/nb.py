@@ -81,8 +81,18 @@ def setup(*, seed: int = 0, device: str = "auto", profile: str = "auto", out_dir
     return Setup(device=dev, profile=prof, seed=seed, out_dir=out, versions=versions)
 
 
+HIDDEN_SOURCES: set[str] = set()
+"""``module.Name`` of the exercise targets whose source ``show`` hides (set by a student notebook)."""
+
+
 def show(obj: Any) -> Any:
-    """Render the source of a fusionlib class or function (there is one copy of the code)."""
+    """Render the source of a fusionlib class or function (there is one copy of the code).
+
+    In a student notebook (``make labs``) the exercise targets print a pointer to the exercise instead.
+    """
+    if f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}" in HIDDEN_SOURCES:
+        print(f"(the source of {obj.__qualname__} is hidden in the student version: you write it in its exercise)")
+        return None
     src = inspect.getsource(obj)
     try:
         from IPython.display import Code

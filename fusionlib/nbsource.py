@@ -73,10 +73,13 @@ def dumps(nb: nbformat.NotebookNode) -> str:
 
 
 def build_all(src_dir: str | Path = "notebooks/src", out_dir: str | Path = "notebooks",
-              check: bool = False) -> list[Path]:
-    """Build every ``src_dir/*.py``; with ``check`` return the notebooks that are out of date."""
+              check: bool = False, only: list[str] | None = None) -> list[Path]:
+    """Build every ``src_dir/*.py`` (or those whose stem starts with one of ``only``); with ``check``
+    return the notebooks that are out of date."""
     stale = []
     for src in sorted(Path(src_dir).glob("[0-9][0-9]_*.py")):
+        if only and not any(src.stem.startswith(o) for o in only):
+            continue
         target = Path(out_dir) / (src.stem + ".ipynb")
         text = dumps(build_notebook(src))
         if not target.exists() or target.read_text() != text:
@@ -91,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--src", default="notebooks/src")
     ap.add_argument("--out", default="notebooks")
     ap.add_argument("--check", action="store_true", help="only report notebooks out of date")
+    ap.add_argument("--only", nargs="*", default=None, help="notebook stems or numbers, e.g. 04 02_siba")
     a = ap.parse_args(argv)
-    stale = build_all(a.src, a.out, check=a.check)
+    stale = build_all(a.src, a.out, check=a.check, only=a.only)
     for p in stale:
         print(("out of date: " if a.check else "wrote ") + str(p))
     return 1 if (a.check and stale) else 0

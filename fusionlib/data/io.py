@@ -199,11 +199,12 @@ def read_image(path: str | Path, mode: str = "gray", *, allow_16bit: bool = True
     return _convert(_to_float(_load_array(path, allow_16bit=allow_16bit)), mode)
 
 
-def save_image(image: torch.Tensor, path: str | Path) -> Path:
+def save_image(image: torch.Tensor, path: str | Path, *, compress_level: int | None = None) -> Path:
     """Write a gray or RGB image in [0, 1] as an 8-bit file (PNG recommended: lossless).
 
     ``image`` is ``(H, W)``, ``(1|3, H, W)`` or a batch of one ``(1, 1|3, H, W)``. Values are
     clamped to [0, 1], scaled by 255 and **rounded** (SIBA's test script truncates instead).
+    ``compress_level`` (PNG, 0-9; Pillow's default 6) trades file size for speed: 1 writes ~5x faster.
     The format follows the suffix; parent folders are created. Returns the path written.
     """
     p = Path(path)
@@ -225,7 +226,8 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
     pil = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)  # uint8: L or RGB
     p.parent.mkdir(parents=True, exist_ok=True)
     try:
-        pil.save(p)
+        pil.save(p, **({"compress_level": int(compress_level)} if compress_level is not None
+                        and p.suffix.lower() == ".png" else {}))
     except (OSError, ValueError, KeyError) as e:
         raise FusionDataError(f"cannot write image {p}: {e}") from e
     return p

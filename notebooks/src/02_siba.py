@@ -121,6 +121,23 @@ fig
 show(CBSM)
 
 # %% [markdown]
+# ### Exercise 1 · CBSM's forward
+#
+# Write `forward` of `MyCBSM`: `act(se(conv2(act(conv1(image)))))`, the **same** PReLU twice, no
+# residual. The layers are given; the check builds `MyCBSM` and `CBSM` with the same weights and
+# compares their outputs on random images.
+
+# %% tags=["exercise"]
+from fusionlib.models.siba import CBSM as MyCBSM  # exercise: forward
+
+# %% tags=["check"]
+import torch
+from fusionlib.labs import check_exercise
+from fusionlib.models.siba import CBSM
+check_exercise(MyCBSM, CBSM, init=dict(dim=16), inputs=lambda g: (torch.rand(2, 1, 20, 24, generator=g),),
+               hint="conv1 -> PReLU -> conv2 -> SE -> the same PReLU; one PReLU module, used twice")
+
+# %% [markdown]
 # **SCA**: the query is used as given (no projection); K and V come from the layer-normalised
 # features through a 1×1 and a depthwise 3×3 conv. Attention is *transposed* (Restormer): per head
 # a 6×6 matrix between channels, `softmax(q̂ k̂ᵀ · τ)`, with q̂, k̂ L2-normalised over all pixels, so the
@@ -128,6 +145,27 @@ show(CBSM)
 
 # %%
 show(SCA)
+
+# %% [markdown]
+# ### Exercise 2 · transposed (channel) attention
+#
+# Write `my_channel_attention(q, k, v, *, num_heads, temperature, attend)`, Restormer's Eq. 2 as SIBA's
+# cross-attention uses it: split the C channels into `num_heads` heads, flatten the pixels, L2-normalise
+# q and k **over the pixels**, form the `(C/h × C/h)` map `q̂ k̂ᵀ · temperature`, apply `attend` (the
+# softmax over the last axis), multiply by v and fold back to `(B, C, H, W)`.
+
+# %% tags=["exercise"]
+from fusionlib.layers import channel_attention as my_channel_attention
+
+# %% tags=["check"]
+import torch
+from fusionlib.labs import check_exercise
+from fusionlib.layers import channel_attention
+check_exercise(my_channel_attention, channel_attention,
+               inputs=lambda g: tuple(torch.rand(2, 8, 10, 12, generator=g) for _ in range(3)),
+               kwargs=lambda g: dict(num_heads=2, temperature=0.5 + torch.rand(2, 1, 1, generator=g),
+                                     attend=torch.nn.Softmax(dim=-1)),
+               hint="rearrange 'b (h c) x y -> b h c (x y)'; F.normalize(q, dim=-1); attention = q @ k^T * temperature")
 
 # %%
 show(SCABlock)
@@ -257,6 +295,24 @@ RESULTS["query_layernorm_extra_params"] = extra
 
 # %%
 show(SIBALoss)
+
+# %% [markdown]
+# ### Exercise 3 · SIBA's loss
+#
+# Write `forward` of `MySIBALoss`: return `(total, terms)` with `total = w_lap·L_lap + w_int·L_int +
+# w_sobel·L_sobel` and `terms = {"lap", "int", "sobel"}` the unweighted, detached values. The three
+# terms exist in `fusionlib.losses` (imported for you in the exercise cell).
+
+# %% tags=["exercise"]
+from fusionlib.models.siba import SIBALoss as MySIBALoss  # exercise: forward
+
+# %% tags=["check"]
+import torch
+from fusionlib.labs import check_exercise
+from fusionlib.models.siba import SIBALoss
+check_exercise(MySIBALoss, SIBALoss, init=dict(w_lap=10.0, w_int=0.1, w_sobel=1.0),
+               inputs=lambda g: tuple(torch.rand(2, 1, 24, 24, generator=g) for _ in range(3)),
+               hint="arguments are (fused, ir, vi); each term is a function of (fused, ir, vi)")
 
 # %% [markdown]
 # The terms (unweighted) and their weighted contributions on the night crop for the baselines and the

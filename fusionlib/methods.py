@@ -1,0 +1,212 @@
+"""Every fusion method by name: model factory, weights, inference, training recipe (one implementation).
+
+The ``fuse`` command, the benchmark notebook and the paper notebooks use these entries, so a method
+is built, loaded and run the same way everywhere::
+
+    from fusionlib.methods import get_method, load_fuser
+    fuser = load_fuser("rpfnet", weights="runs/04_rpfnet/weights.pt")
+    fused = fuser(ir, vi)            # (B, 1, H, W) in [0, 1] -> (B, 1, H, W)
+
+Weights files hold tensors only and are read with ``torch.load(weights_only=True)``: our own
+``weights.pt`` (a plain state_dict, or ``{"model": state_dict}`` as in ``last.pt``) or, for SIBA and
+RPFNet, the authors' released weights (recognised by their key names).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fusionlib.checkpoints import load_tensors
+
+__all__ = ["Method", "METHODS", "register_method", "get_method", "list_methods", "Fuser", "load_fuser",
+           "default_weights"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One fusion method.
+
+    Args:
+        name: command-line name.
+        title: how tables and figures name it.
+        model: ``fusionlib.models`` registry name (None for a classical rule).
+        notebook: the notebook that trains it (its ``runs/<notebook>/weights.pt`` is the default weights).
+        multiple: inputs are padded (reflect) to a multiple of this and cropped back.
+        rule: ``(ir, vi) -> fused`` for a classical method without weights.
+        released: ``"module:function"`` loading the authors' released weights into a model.
+        infer: ``"module:function"`` called as ``infer(model, ir, vi, **infer_kwargs)``; None calls the model.
+        infer_kwargs: defaults for ``infer`` (RPFNet's BatchNorm mode).
+        train: ``"module:function"`` training it (``train_<paper>``), for the benchmark.
+        recipes: ``"module:NAME"`` of its ``{profile: Recipe}``.
+        paper: citation.
+    """
+
+    name: str
+    title: str
+    model: str | None = None
+    notebook: str | None = None
+    multiple: int = 1
+    rule: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    released: str | None = None
+    infer: str | None = None
+    infer_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    train: str | None = None
+    recipes: str | None = None
+    paper: str = ""
+
+    @property
+    def needs_weights(self) -> bool:
+        return self.rule is None
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    METHODS[method.name] = method
+    return method
+
+
+def _resolve(ref: str) -> Any:
+    mod, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(mod), attr)
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name``; a ``KeyError`` lists the known ones."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown fusion method {name!r}; known: {', '.join(sorted(METHODS))}") from None
+
+
+def list_methods(trainable: bool | None = None) -> list[str]:
+    """Method names (``trainable=True``: only networks; ``False``: only classical rules)."""
+    return [n for n, m in METHODS.items() if trainable is None or m.needs_weights == trainable]
+
+
+def default_weights(name: str, runs: str | Path = "runs") -> Path | None:
+    """``runs/<notebook>/weights.pt`` of the notebook that trains ``name``, when it exists."""
+    m = get_method(name)
+    if m.notebook is None:
+        return None
+    p = Path(runs) / m.notebook / "weights.pt"
+    return p if p.is_file() else None
+
+
+def _state_dict_from(path: Path) -> dict[str, torch.Tensor]:
+    """A plain state_dict, or the ``"model"`` entry of ``{"model": state_dict, ...}`` (``last.pt``, SIBA's file)."""
+    top = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(top, Mapping) and isinstance(top.get("model"), Mapping):
+        return load_tensors(path, key="model")
+    return load_tensors(path)
+
+
+def load_model(name: str, weights: str | Path | None, *, strict: bool = True) -> nn.Module:
+    """Build ``name`` and load ``weights`` (ours, or the authors' released file); returned in eval mode.
+
+    Raises:
+        FileNotFoundError: ``weights`` is missing.
+        ValueError: no weights given for a network, or keys that fit neither our names nor the released ones.
+    """
+    from fusionlib.models import create_model
+
+    m = get_method(name)
+    if m.model is None:
+        raise ValueError(f"{name} is a classical rule: it has no model")
+    model = create_model(m.model)
+    if weights is None:
+        raise ValueError(f"{name} needs trained weights: pass --weights FILE (train it with notebooks/"
+                         f"{m.notebook}.ipynb, which saves runs/{m.notebook}/weights.pt"
+                         + (", or give the authors' released weights" if m.released else "") + ")")
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    tensors = _state_dict_from(path)
+    ours = set(model.state_dict())
+    if set(tensors) == ours or (not strict and set(tensors) & ours):
+        model.load_state_dict(tensors, strict=strict)
+    elif m.released is not None:
+        try:
+            model = _resolve(m.released)(path, model)
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"{path}: the keys fit neither fusionlib's {name} ({len(ours)} tensors) nor the "
+                             f"authors' released weights: {e}") from None
+    else:
+        missing = sorted(ours - set(tensors))[:5]
+        extra = sorted(set(tensors) - ours)[:5]
+        raise ValueError(f"{path} does not hold {name} weights: missing {missing} ..., unexpected {extra} ...")
+    return model.eval()
+
+
+class Fuser:
+    """A ready-to-use fusion function ``(ir, vi) -> fused`` on ``(B, 1, H, W)`` in [0, 1].
+
+    Pads (reflect) to the method's size multiple and crops back, runs without gradients on ``device``.
+    """
+
+    def __init__(self, name: str, weights: str | Path | None = None, *, device: str | torch.device = "cpu",
+                 **infer_kwargs: Any) -> None:
+        self.method = get_method(name)
+        self.device = torch.device(device)
+        self.model = None if self.method.rule else load_model(name, weights).to(self.device)
+        self.infer = _resolve(self.method.infer) if self.method.infer else None
+        self.infer_kwargs = {**self.method.infer_kwargs, **infer_kwargs}
+        self.weights = None if weights is None else Path(weights)
+
+    def forward_only(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """The network (or rule) alone on already padded, on-device inputs."""
+        if self.method.rule is not None:
+            return self.method.rule(ir, vi)
+        with torch.inference_mode():
+            if self.infer is not None:
+                return self.infer(self.model, ir, vi, **self.infer_kwargs)
+            return self.model(ir, vi)
+
+    def __call__(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        if ir.shape != vi.shape or ir.ndim != 4 or ir.shape[1] != 1:
+            raise ValueError(f"{self.method.name}: ir and vi must both be (B, 1, H, W), got {tuple(ir.shape)} and "
+                             f"{tuple(vi.shape)}")
+        h, w = ir.shape[-2:]
+        k = self.method.multiple
+        ph, pw = (-h) % k, (-w) % k
+        x = torch.cat([ir, vi], 1).to(self.device)
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if (ph < h and pw < w) else "replicate")
+        out = self.forward_only(x[:, :1], x[:, 1:])
+        return out[..., :h, :w].clamp(0, 1)
+
+
+def load_fuser(name: str, weights: str | Path | None = None, *, device: str | torch.device = "cpu",
+               **infer_kwargs: Any) -> Fuser:
+    """``Fuser(name, weights, device=...)``."""
+    return Fuser(name, weights, device=device, **infer_kwargs)
+
+
+def _builtin() -> None:
+    from fusionlib.baselines import average_fusion, max_fusion
+
+    register_method(Method("average", "Average", rule=average_fusion, paper="classical: (ir + vi) / 2"))
+    register_method(Method("max", "Max", rule=max_fusion, paper="classical: max(ir, vi)"))
+    register_method(Method("tinyfuse", "TinyFuse (00)", model="tinyfuse", notebook="00_foundations",
+                           paper="the suite's 3-layer teaching CNN"))
+    register_method(Method("siba", "SIBA", model="siba", notebook="02_siba",
+                           released="fusionlib.checkpoints:load_siba_released",
+                           recipes="fusionlib.models.siba:SIBA_RECIPES",
+                           paper="Wang et al., The Source Image is the Best Attention..., ICCV 2025"))
+    register_method(Method("rpfnet", "RPFNet", model="rpfnet", notebook="04_rpfnet",
+                           released="fusionlib.checkpoints:load_rpfnet_released",
+                           infer="fusionlib.models.rpfnet:rpfnet_infer", infer_kwargs={"mode": "as_released"},
+                           recipes="fusionlib.models.rpfnet:RPFNET_RECIPES", train="fusionlib.models.rpfnet:train_rpfnet",
+                           paper="RPFNet, ACM MM 2025"))
+
+
+_builtin()
