@@ -11,14 +11,14 @@ PIP_ARGS ?=
 PROFILE ?=
 STAMP   := $(VENV)/.fusionlib-installed
 
-.PHONY: setup run test unit nbtest lab labs clean
+.PHONY: setup run test unit nbtest lab labs site browser clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-site.txt pyproject.toml
 	@test -x $(BIN)/python || { echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo ">> installing $(TORCH) and the pinned stack (requirements.txt)"
-	$(BIN)/python -m pip install --disable-pip-version-check $(PIP_ARGS) "$(TORCH)" -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check $(PIP_ARGS) "$(TORCH)" -r requirements.txt -r requirements-site.txt
 	$(BIN)/python -m pip install --disable-pip-version-check --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name fusionlib --display-name "Python (fusionlib)"
 	@touch $@
@@ -27,8 +27,15 @@ $(STAMP): requirements.txt pyproject.toml
 run: setup
 	$(BIN)/python -m fusionlib.runner notebooks --out runs $(if $(PROFILE),--profile $(PROFILE),) $(RUN_ARGS)
 
-## make test: unit tests + a papermill smoke execution of every notebook
-test: setup
+## make browser: Debian's Chromium for the rendered-site test (tests/test_site.py), when missing
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { echo ">> installing chromium (apt) for the browser test of the rendered site"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+## make test: unit tests + a papermill smoke execution of every notebook (+ the site in Chromium)
+test: setup browser
 	$(BIN)/python -m pytest tests fusionlib --doctest-modules -m "not slow and not gpu"
 
 unit: setup
@@ -45,5 +52,9 @@ lab: setup
 labs: setup
 	$(BIN)/python -m fusionlib.labs notebooks --out labs
 
+## make site: static offline HTML of the notebooks executed by `make run` -> site/index.html
+site: setup
+	$(BIN)/python -m fusionlib.site --runs runs --out site
+
 clean:
-	rm -rf runs labs .pytest_cache
+	rm -rf runs labs site .pytest_cache

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Recipe"]
+__all__ = ["Recipe", "recipe_dataset", "recipe_loader", "recipe_epochs", "make_optimizer", "make_scheduler"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Recipe:
         lr: initial learning rate.
         weight_decay: optimiser weight decay.
         betas: Adam(W) betas.
+        momentum: SGD momentum.
         scheduler: ``"none"``, ``"step"`` (``lr * gamma ** (epoch // step_size)``, floored at ``min_lr``)
             or ``"cosine"``.
         step_size: epochs per step for ``"step"``.
@@ -48,6 +49,7 @@ class Recipe:
     lr: float = 1e-4
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
     scheduler: str = "none"
     step_size: int = 1
     gamma: float = 1.0
@@ -89,3 +91,70 @@ class Recipe:
     def lr_lambda(self, total_epochs: int | None = None):
         """A factor function for ``torch.optim.lr_scheduler.LambdaLR`` (stepped once per epoch)."""
         return lambda epoch: self.lr_at(epoch, total_epochs) / self.lr
+
+
+# --- from a recipe to the objects a training run needs ----------------------------------------------------
+def recipe_dataset(recipe: Recipe, *, seed: int = 0, crop: int | None = None, data_dir=None, cache: bool = True):
+    """The training pairs the recipe names, as random crops of the bundled sets.
+
+    ``recipe.datasets`` holds ``"name/split"`` strings (``"msrs/train"``, ``"harvard_pet/train"``); a
+    bare ``"name"`` means its ``train`` split. ``crop`` overrides ``recipe.crop_size``.
+    """
+    from fusionlib.data import bundled_concat
+
+    if not recipe.datasets:
+        raise ValueError("this recipe names no training sets (Recipe.datasets is empty)")
+    specs = [tuple(d.split("/", 1)) if "/" in d else (d, "train") for d in recipe.datasets]
+    return bundled_concat(*specs, crop=crop or recipe.crop_size, mode="train", min_border=recipe.crop_border,
+                          seed=seed, cache=cache, data_dir=data_dir)
+
+
+def recipe_loader(recipe: Recipe, *, seed: int = 0, batch_size: int | None = None, crop: int | None = None,
+                  data_dir=None):
+    """``make_loader`` over :func:`recipe_dataset` (shuffled from ``seed``, last partial batch dropped)."""
+    from fusionlib.data import collate_pairs
+    from fusionlib.train import make_loader
+
+    ds = recipe_dataset(recipe, seed=seed, crop=crop, data_dir=data_dir)
+    bs = min(batch_size or recipe.batch_size, len(ds))
+    return make_loader(ds, bs, shuffle=True, seed=seed, drop_last=True, collate_fn=collate_pairs)
+
+
+def recipe_epochs(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int | None]:
+    """``(epochs, max_steps_per_epoch)`` that realise the recipe's budget on a loader of this length.
+
+    A recipe bounded by ``max_steps`` runs ``ceil(max_steps / steps_per_epoch)`` epochs, each cut so the
+    total is ``max_steps`` (the last epochs may be shorter than a pass over the data).
+
+    Examples:
+        >>> recipe_epochs(Recipe(epochs=3), 10)
+        (3, None)
+        >>> recipe_epochs(Recipe(max_steps=25), 10)
+        (3, 9)
+    """
+    if steps_per_epoch <= 0:
+        raise ValueError("the loader is empty")
+    if recipe.max_steps is None:
+        return int(recipe.epochs), None
+    per = min(steps_per_epoch, recipe.max_steps)
+    epochs = -(-recipe.max_steps // per)
+    if recipe.epochs is not None:
+        epochs = min(epochs, recipe.epochs)
+    return epochs, -(-recipe.max_steps // epochs)
+
+
+def make_optimizer(recipe: Recipe, params):
+    """The recipe's optimiser over ``params``."""
+    import torch
+
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    cls = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+
+
+def make_scheduler(recipe: Recipe, optimizer, total_epochs: int):
+    """``LambdaLR`` following :meth:`Recipe.lr_at`, stepped once per epoch."""
+    import torch
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, recipe.lr_lambda(total_epochs))

@@ -146,3 +146,23 @@ def test_released_siba_through_the_fuse_command_matches_the_authors_output(tmp_p
     want = torch.from_numpy(np.load(shared / "golden/siba/crop128/msrs_00004N_out_clamped.npy"))[0, 0]
     diff = (got - want).abs()
     assert float(diff.mean()) < 0.5 / 255 and float(diff.max()) < 2.5 / 255, "beyond 8-bit colour round-trip error"
+
+
+def test_report_renders_tables_with_provenance_and_rewrites_only_the_block(tmp_path):
+    from fusionlib.report import END, START, results_markdown, update_readme
+
+    res = {"meta": {"profile": "smoke", "device": "cpu", "seed": 0, "written": "2026-11-24T21:00:00"},
+           "budget": {"n_eval": 2, "eval_crop": [96, 128]},
+           "weights": {"siba": "trained here at smoke (3 s)"},
+           "tables": {"msrs/tang": {"SIBA": {"EN": 6.5, "SSIM": 0.71}, "Max": {"EN": 6.1, "SSIM": 0.69}}}}
+    md = results_markdown(res)
+    assert "profile **smoke**" in md and "trained here at smoke" in md
+    assert "| SIBA | 6.500 | 0.710 |" in md and "| method | EN | SSIM |" in md
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{START}\nold\n{END}\noutro\n")
+    assert update_readme(readme, md) is True
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert update_readme(readme, md) is False
+    with pytest.raises(ValueError, match="no 'tables'"):
+        results_markdown({"meta": {}})

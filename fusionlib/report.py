@@ -1,0 +1,96 @@
+"""The README's results table, generated from the benchmark notebook's ``results.json``.
+
+    python -m fusionlib.report runs/06_benchmark/results.json            # print the Markdown
+    python -m fusionlib.report runs/06_benchmark/results.json --readme README.md   # rewrite the marked block
+
+The block in the README sits between ``<!-- results:start -->`` and ``<!-- results:end -->``; it
+always states the profile, device and date of the run it came from, and where each method's
+weights came from, because a smoke run's numbers say nothing about the methods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["results_markdown", "update_readme", "START", "END"]
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+DEFAULT_METRICS = ("EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (int, float)):
+        return f"{v:.3f}" if abs(v) < 1000 else f"{v:.3g}"
+    return str(v)
+
+
+def results_markdown(results: dict[str, Any], *, sets: tuple[str, ...] = ("msrs", "tno", "harvard_pet"),
+                     preset: str = "tang", metrics: tuple[str, ...] = DEFAULT_METRICS) -> str:
+    """Markdown tables (one per data set) of the benchmark's mean metrics, with provenance."""
+    meta = results.get("meta", {})
+    tables = results.get("tables", {})
+    if not tables:
+        raise ValueError("results.json has no 'tables' entry: is it the 06_benchmark notebook's?")
+    budget = results.get("budget", {})
+    lines = [f"Measured by `notebooks/06_benchmark.ipynb` at profile **{meta.get('profile', '?')}** on "
+             f"`{meta.get('device', '?')}` (seed {meta.get('seed', '?')}, {meta.get('written', '?')}); "
+             f"evaluation pairs per set: {budget.get('n_eval') or 'all'}, crop: {budget.get('eval_crop') or 'full size'}; "
+             f"`{preset}` preset.", ""]
+    weights = results.get("weights", {})
+    if weights:
+        lines.append("Weights: " + "; ".join(f"{k}: {v}" for k, v in weights.items()) + ".")
+        lines.append("")
+    for s in sets:
+        t = tables.get(f"{s}/{preset}")
+        if not t:
+            continue
+        cols = [m for m in metrics if any(m in row for row in t.values())]
+        lines += [f"**{s}**", "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for meth, row in t.items():
+            lines.append(f"| {meth} | " + " | ".join(_fmt(row.get(c, "")) for c in cols) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def update_readme(readme: str | Path, markdown: str) -> bool:
+    """Replace the block between the markers; True if the file changed. Raises if the markers are missing."""
+    from fusionlib.atomic import atomic_write_text
+
+    p = Path(readme)
+    text = p.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{p} has no {START} ... {END} block to replace")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{START}\n{markdown}{END}{tail}"
+    if new == text:
+        return False
+    atomic_write_text(p, new)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fusionlib.report", description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", help="runs/06_benchmark/results.json")
+    ap.add_argument("--readme", default=None, help="rewrite this README's results block instead of printing")
+    ap.add_argument("--preset", default="tang", choices=["tang", "cddfuse"])
+    a = ap.parse_args(argv)
+    p = Path(a.results)
+    if not p.is_file():
+        print(f"error: {p} not found: run `make run` (or the 06_benchmark notebook) first", file=sys.stderr)
+        return 2
+    md = results_markdown(json.loads(p.read_text()), preset=a.preset)
+    if a.readme:
+        changed = update_readme(a.readme, md)
+        print(f"{a.readme}: results block {'updated' if changed else 'unchanged'}")
+    else:
+        print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

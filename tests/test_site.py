@@ -1,0 +1,324 @@
+"""``make site``: the executed notebooks as an offline HTML site, checked the way a reader meets it.
+
+Fast tests build a site from a small hand-made "executed" notebook. The ``notebooks`` tests execute
+``notebooks/00_foundations.ipynb`` at ``smoke`` once (module fixture), build the site from it, check
+that no page fetches anything from the network, and (``site`` marker) open ``index.html`` in headless
+Chromium, follow every link, check pages load and images render, and save screenshots.
+
+Set ``FUSIONLIB_SITE_RUNS=<folder>`` to build from an existing ``make run`` folder instead of
+executing the notebook (quicker when iterating on the site itself).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urlparse
+
+import nbformat
+import pytest
+
+from fusionlib import site
+from fusionlib.runner import run_notebook
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("FUSIONLIB_CHROMIUM", "/usr/bin/chromium")
+INSTALL_HINT = ("the site browser test needs Chromium and the playwright Python package: "
+                "`apt-get install -y chromium` (Debian; gives /usr/bin/chromium, or set FUSIONLIB_CHROMIUM) "
+                "and "
+                "`.venv/bin/python -m pip install -r requirements-site.txt` (no `playwright install` needed)")
+
+
+# --------------------------------------------------------------------------- helpers
+
+class _Refs(HTMLParser):
+    """Every (tag, attribute, value) for src/href/srcset/data attributes of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for k, v in attrs:
+            if k in ("src", "href", "srcset", "data") and v is not None:
+                self.refs.append((tag, k, v.strip()))
+
+
+def page_refs(path: Path) -> list[tuple[str, str, str]]:
+    p = _Refs()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p.refs
+
+
+def fetched_remote(path: Path) -> list[str]:
+    """References the browser would fetch from the network (anchors <a href> are only links)."""
+    return [f"<{t} {k}={v[:80]}>" for t, k, v in page_refs(path)
+            if t != "a" and (v.lower().startswith(("http://", "https://", "//")))]
+
+
+def _png(w: int = 6, h: int = 4) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (200, 40, 40)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_fake_run(runs: Path, stem: str = "99_synthetic") -> Path:
+    """A small 'executed' notebook with what real runs hold: a plot, a tqdm widget, results, figures."""
+    d = runs / stem
+    d.mkdir(parents=True)
+    png = base64.b64encode(_png()).decode()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 99 · Synthetic run\n\n"
+                                      "> A hand-made notebook with `code` in its intro.\n\n"
+                                      "The loss is $\\mathcal{L} = \\|F - I\\|_1$.\n\n$$a^2 + b^2 = c^2$$"),
+        nbformat.v4.new_code_cell("plot()", outputs=[
+            nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
+            nbformat.v4.new_output("display_data", data={
+                "application/vnd.jupyter.widget-view+json": {"model_id": "box", "version_major": 2,
+                                                             "version_minor": 0},
+                "text/plain": "epoch 1/2:   0%|          | 0/20"}),
+            nbformat.v4.new_output("display_data", data={
+                "application/vnd.jupyter.widget-view+json": {"model_id": "gone", "version_major": 2,
+                                                             "version_minor": 0},
+                "text/plain": "VBox()"}),
+        ]),
+    ]
+    def model(name: str, **state: object) -> dict:
+        return {"model_name": name, "model_module": "@jupyter-widgets/controls",
+                "model_module_version": "2.0.0", "state": state}
+
+    state = {"box": model("HBoxModel", children=["IPY_MODEL_desc", "IPY_MODEL_bar", "IPY_MODEL_post"]),
+             "desc": model("HTMLModel", value="epoch 1/2: 100%"),
+             "bar": model("FloatProgressModel", min=0.0, max=20.0, value=20.0),
+             "post": model("HTMLModel", value=" 20/20 [00:03&lt;00:00]")}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json":
+                              {"version_major": 2, "version_minor": 0, "state": state}}
+    nb.metadata["papermill"] = {"exception": None}
+    nbformat.write(nb, d / f"{stem}.ipynb")
+    results = {"meta": {"profile": "smoke", "device": "cpu", "seed": 0, "versions": {"torch": "2.x"}},
+               "budget": {"crop": 64, "steps": 20}, "final_loss": 0.123456789, "curve": [1.0, 0.5, 0.25],
+               "metrics": {"msrs/TinyFuse": {"EN": 6.5, "SSIM": 0.9},
+                           "msrs/average": {"EN": 6.1, "SSIM": 0.8}}}
+    (d / "results.json").write_text(json.dumps(results))
+    (d / "loss.png").write_bytes(_png(40, 30))
+    (d / "sub").mkdir()
+    (d / "sub" / "curve.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30">'
+                                         '<rect width="40" height="30" fill="teal"/></svg>')
+    (d / ".hidden.png").write_bytes(_png())
+    return d
+
+
+# --------------------------------------------------------------------------- fast tests (no execution)
+
+def test_flatten_and_tables():
+    rows = dict(site.flatten({"a": {"b": 1, "c": {"d": 2.5}}, "e": [{"f": 1}], "g": [1, 2]}))
+    assert rows == {"a.b": 1, "a.c.d": 2.5, "e[0].f": 1, "g": [1, 2]}
+    out = site.results_html({"meta": {"profile": "smoke"}, "budget": {"crop": 64}, "loss": 0.123456789,
+                             "metrics": {"x/TinyFuse": {"EN": 6.5, "SSIM": 0.9}, "x/avg": {"EN": 6.1}}})
+    assert "<th>budget.crop</th><td>64</td>" in out and "<td>0.1235</td>" in out
+    assert "<caption>metrics</caption>" in out and "<th>SSIM</th>" in out and "profile" not in out
+    # the row lacking SSIM gets an empty cell, not a shifted one
+    assert "<tr><th>x/avg</th><td>6.1</td><td></td></tr>" in out
+
+
+def test_strip_remote_makes_default_nbconvert_output_offline(tmp_path: Path):
+    from nbconvert import HTMLExporter
+
+    nb_path = make_fake_run(tmp_path / "runs") / "99_synthetic.ipynb"
+    page, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(nb_path, as_version=4))
+    assert site.remote_refs(page), "nbconvert's lab template is expected to load require.js/MathJax online"
+    cleaned = site.strip_remote(page)
+    assert site.remote_refs(cleaned) == []
+    assert "a^2 + b^2 = c^2" in cleaned  # TeX stays readable
+
+
+def test_build_from_a_fake_run(tmp_path: Path):
+    make_fake_run(tmp_path / "runs")
+    index = site.build_site(tmp_path / "runs", tmp_path / "site", verbose=False)
+    root = index.parent
+    page = root / "99_synthetic.html"
+    assert page.is_file() and (root / "99_synthetic" / "results.json").is_file()
+    assert (root / "99_synthetic/figures/loss.png").is_file()
+    assert (root / "99_synthetic/figures/sub/curve.svg").is_file()
+    assert not list(root.rglob(".hidden.png"))
+    for p in (index, page):
+        assert fetched_remote(p) == [], p
+    text = page.read_text()
+    assert '<progress max="20" value="20">' in text and "epoch 1/2: 100%" in text  # widget snapshot
+    assert "open the notebook in Jupyter" in text  # widget with no saved state
+    assert "$\\mathcal{L} = \\|F - I\\|_1$" in text
+    assert "<title>99 · Synthetic run</title>" in text
+    idx = index.read_text()
+    hrefs = {v for t, k, v in page_refs(index) if t == "a"}
+    assert {"99_synthetic.html", "99_synthetic/results.json", "#99_synthetic-results",
+            "99_synthetic/figures/loss.png", "99_synthetic/figures/sub/curve.svg"} <= hrefs
+    assert "<caption>metrics</caption>" in idx and "<th>budget.crop</th>" in idx
+    assert "<code>code</code>" in idx
+
+
+def test_rebuild_replaces_own_site_but_refuses_a_foreign_folder(tmp_path: Path):
+    runs = tmp_path / "runs"
+    make_fake_run(runs)
+    out = tmp_path / "site"
+    site.build_site(runs, out, verbose=False)
+    (out / "stale.html").write_text("old")
+    site.build_site(runs, out, verbose=False)
+    assert not (out / "stale.html").exists() and (out / "index.html").is_file()
+    foreign = tmp_path / "docs"
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="refusing to replace"):
+        site.build_site(runs, foreign, verbose=False)
+    assert (foreign / "mine.txt").read_text() == "keep me" and not (foreign / "index.html").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging folder left behind"
+
+
+def test_cli_says_run_make_run_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert site.main(["--runs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "site")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "make run" in err
+    (tmp_path / "empty" / "00_foundations").mkdir(parents=True)  # a folder but no executed notebook
+    assert site.main(["--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "site")]) == 2
+    err = capsys.readouterr().err
+    assert "empty" in err and "make run" in err
+    assert not (tmp_path / "site").exists()
+
+
+# --------------------------------------------------------------------------- the real thing
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(runs, site): 00_foundations executed at smoke (or $FUSIONLIB_SITE_RUNS), then `fusionlib.site`."""
+    tmp = tmp_path_factory.mktemp("site")
+    runs = Path(os.environ["FUSIONLIB_SITE_RUNS"]) if os.environ.get("FUSIONLIB_SITE_RUNS") else tmp / "runs"
+    if not os.environ.get("FUSIONLIB_SITE_RUNS"):
+        run_notebook(REPO / "notebooks" / "00_foundations.ipynb", runs, profile="smoke", progress=False)
+    assert site.main(["--runs", str(runs), "--out", str(tmp / "site")]) == 0
+    return runs, tmp / "site"
+
+
+@pytest.mark.notebooks
+def test_every_page_is_offline_and_indexed(built_site: tuple[Path, Path]):
+    runs, root = built_site
+    pages = sorted(root.glob("*.html"))
+    executed = sorted(p.parent.name for p in runs.glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb")
+                      if p.stem == p.parent.name)
+    assert executed and [p.stem for p in pages if p.name != "index.html"] == executed
+    for p in pages:
+        assert fetched_remote(p) == [], f"{p.name} fetches from the network"
+    index_links = {v for t, k, v in page_refs(root / "index.html") if t == "a"}
+    for stem in executed:
+        assert f"{stem}.html" in index_links
+        figs = [f for f in (runs / stem).rglob("*") if f.suffix in (".png", ".svg")]
+        for f in figs:
+            rel = f"{stem}/figures/{f.relative_to(runs / stem).as_posix()}"
+            assert rel in index_links and (root / rel).read_bytes() == f.read_bytes()
+        assert f"{stem}/results.json" in index_links
+
+
+@pytest.mark.notebooks
+@pytest.mark.site
+def test_reader_opens_the_site_in_chromium(built_site: tuple[Path, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]):
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} not found; {INSTALL_HINT}", pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(f"the playwright package is not installed; {INSTALL_HINT}", pytrace=False)
+    _, root = built_site
+    index_url = (root / "index.html").resolve().as_uri()
+    shots: list[Path] = []
+    network: list[str] = []
+    problems: list[str] = []
+
+    def offline(route, request):  # noqa: ANN001 - playwright types
+        if request.url.startswith(("http://", "https://")):
+            network.append(request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--allow-file-access-from-files"])
+        try:
+            ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+            ctx.route("**/*", offline)
+            page = ctx.new_page()
+            page.on("pageerror", lambda e: problems.append(f"JS error: {e}"))
+
+            def open_and_check(url: str, name: str, full: bool) -> None:
+                page.goto(url, wait_until="load")
+                page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=30_000)
+                broken = page.evaluate("Array.from(document.images)"
+                                       ".filter(i => !(i.complete && i.naturalWidth > 0))"
+                                       ".map(i => (i.getAttribute('src') || '').slice(0, 80))")
+                if broken:
+                    problems.append(f"{name}: images that did not render: {broken}")
+                shot = tmp_path / f"{name}.png"
+                page.screenshot(path=str(shot), full_page=full)
+                shots.append(shot)
+
+            open_and_check(index_url, "index", full=True)
+            assert page.title() == "fusionlib · executed notebooks"
+            n_img_index = page.evaluate("document.images.length")
+            hrefs = page.evaluate("Array.from(document.querySelectorAll('a[href]')).map(a => a.href)")
+            ids = set(page.evaluate("Array.from(document.querySelectorAll('[id]')).map(e => e.id)"))
+            assert hrefs, "the index has no links"
+            seen: set[str] = set()
+            for href in hrefs:
+                base, frag = urldefrag(href)
+                if base == index_url:  # an in-page link: the target must exist
+                    if frag and unquote(frag) not in ids:
+                        problems.append(f"index link #{frag} has no target")
+                    continue
+                if base in seen:
+                    continue
+                seen.add(base)
+                target = Path(unquote(urlparse(base).path))
+                if urlparse(base).scheme != "file" or not target.is_file():
+                    problems.append(f"index link {href} is not a file of the site")
+                    continue
+                name = target.relative_to(root.resolve()).as_posix().replace("/", "__")
+                if target.suffix == ".html":
+                    open_and_check(base, name, full=False)
+                    if not page.title() or not page.evaluate("document.body.innerText.trim().length > 100"):
+                        problems.append(f"{target.name}: loaded empty")
+                    if not page.evaluate("document.querySelectorAll('.jp-Cell').length"):
+                        problems.append(f"{target.name}: no notebook cells rendered")
+                elif target.suffix == ".json":
+                    page.goto(base, wait_until="load")
+                    try:
+                        json.loads(page.evaluate("document.body.innerText"))
+                    except ValueError:
+                        problems.append(f"{target.name}: does not display as JSON")
+                else:  # a figure: the browser shows it as an image document
+                    page.goto(base, wait_until="load")
+                    ok = page.evaluate("document.images.length === 1 && document.images[0].naturalWidth > 0")
+                    if not ok:
+                        problems.append(f"figure {target.name} does not render")
+        finally:
+            browser.close()
+    with capsys.disabled():
+        print(f"\nsite screenshots ({len(shots)}):")
+        for s in shots:
+            print(f"  {s}")
+    assert not network, f"pages tried to reach the network: {network[:5]}"
+    assert not problems, "\n".join(problems)
+    assert n_img_index >= 1 and len(seen) >= 2
+    for s in shots:
+        assert s.stat().st_size > 5_000, f"{s} looks blank"
+    keep = os.environ.get("FUSIONLIB_SITE_SHOTS")  # optional: copy the screenshots somewhere to look at
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for s in shots:
+            shutil.copyfile(s, Path(keep) / s.name)
