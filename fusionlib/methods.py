@@ -27,7 +27,8 @@ from torch import nn
 from fusionlib.checkpoints import load_tensors
 
 __all__ = ["Method", "METHODS", "register_method", "get_method", "list_methods", "Fuser", "load_fuser",
-           "default_weights"]
+           "default_weights", "load_model", "train_method", "TrainedMethod", "recipes_of", "save_laziness",
+           "load_laziness"]
 
 
 @dataclass(frozen=True)
@@ -191,16 +192,103 @@ def load_fuser(name: str, weights: str | Path | None = None, *, device: str | to
     return Fuser(name, weights, device=device, **infer_kwargs)
 
 
+def recipes_of(name: str) -> Mapping[str, Any]:
+    """``{profile: Recipe}`` of a trainable method."""
+    m = get_method(name)
+    if m.recipes is None:
+        raise ValueError(f"{name} has no training recipe")
+    return _resolve(m.recipes)
+
+
+@dataclass
+class TrainedMethod:
+    """What :func:`train_method` returns: the model (CPU, eval), its history, laziness records, weights file."""
+
+    name: str
+    model: nn.Module
+    history: Any
+    laziness: list[dict]
+    weights: Path
+    seconds: float
+
+
+def train_method(name: str, profile: str = "smoke", *, out_dir: str | Path, device: str | torch.device = "auto",
+                 seed: int = 0, progress: bool = True, data_dir: str | Path | None = None,
+                 resume: bool = True, max_steps: int | None = None) -> TrainedMethod:
+    """Train ``name`` with its own training function and recipe; save ``out_dir/weights.pt``.
+
+    The same ``train_<paper>`` function its notebook uses, on the bundled training sets the recipe
+    names, with a :class:`fusionlib.laziness.LazinessTracker`. Checkpoints go to ``out_dir/train``
+    (an interrupted run resumes there unless ``resume=False``); the laziness records to
+    ``out_dir/laziness.json``. ``max_steps`` caps the recipe's optimiser steps (a shorter run, same recipe).
+    """
+    import shutil
+    import time
+
+    from fusionlib.atomic import atomic_save
+    from fusionlib.laziness import LazinessTracker
+    from fusionlib.models import create_model
+    from fusionlib.recipes import recipe_epochs, recipe_loader
+
+    m = get_method(name)
+    if m.train is None:
+        raise ValueError(f"{name} has no training function")
+    recipes = recipes_of(name)
+    if profile not in recipes:
+        raise ValueError(f"{name} has no {profile!r} recipe; it has {sorted(recipes)}")
+    recipe = recipes[profile]
+    if max_steps is not None:
+        import dataclasses
+
+        recipe = dataclasses.replace(recipe, max_steps=min(max_steps, recipe.max_steps or max_steps))
+    out_dir = Path(out_dir)
+    if not resume and (out_dir / "train").exists():
+        shutil.rmtree(out_dir / "train")
+    torch.manual_seed(seed)
+    model = create_model(m.model)
+    loader = recipe_loader(recipe, seed=seed, data_dir=data_dir)
+    tracker = LazinessTracker()
+    t0 = time.perf_counter()
+    epochs, cut = recipe_epochs(recipe, len(loader))  # every train_<paper> takes these two explicitly
+    history = _resolve(m.train)(model, loader, recipe=recipe, device=device, seed=seed, out_dir=out_dir / "train",
+                                epochs=epochs, max_steps_per_epoch=cut, callbacks=[tracker], progress=progress)
+    seconds = time.perf_counter() - t0
+    model = model.to("cpu").eval()
+    weights = atomic_save(model.state_dict(), out_dir / "weights.pt")
+    save_laziness(tracker.records, out_dir)
+    return TrainedMethod(name, model, history, list(tracker.records), Path(weights), seconds)
+
+
+def save_laziness(records: list[dict], out_dir: str | Path) -> Path:
+    """``out_dir/laziness.json``: a training run's laziness records, read back by the benchmark notebook."""
+    import json
+
+    from fusionlib.atomic import atomic_write_text
+
+    return atomic_write_text(Path(out_dir) / "laziness.json", json.dumps(list(records)) + "\n")
+
+
+def load_laziness(name: str, runs: str | Path = "runs") -> list[dict] | None:
+    """The laziness records the notebook of ``name`` saved in ``runs/<notebook>/laziness.json``, if any."""
+    import json
+
+    m = get_method(name)
+    p = Path(runs) / (m.notebook or "-") / "laziness.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
 def _builtin() -> None:
     from fusionlib.baselines import average_fusion, max_fusion
 
     register_method(Method("average", "Average", rule=average_fusion, paper="classical: (ir + vi) / 2"))
     register_method(Method("max", "Max", rule=max_fusion, paper="classical: max(ir, vi)"))
     register_method(Method("tinyfuse", "TinyFuse (00)", model="tinyfuse", notebook="00_foundations",
-                           paper="the suite's 3-layer teaching CNN"))
+                           recipes="fusionlib.models.tinyfuse:TINYFUSE_RECIPES",
+                           train="fusionlib.models.tinyfuse:train_tinyfuse",
+                           paper="the suite's small teaching CNN"))
     register_method(Method("siba", "SIBA", model="siba", notebook="02_siba",
                            released="fusionlib.checkpoints:load_siba_released",
-                           recipes="fusionlib.models.siba:SIBA_RECIPES",
+                           recipes="fusionlib.models.siba:SIBA_RECIPES", train="fusionlib.models.siba:train_siba",
                            paper="Wang et al., The Source Image is the Best Attention..., ICCV 2025"))
     register_method(Method("rpfnet", "RPFNet", model="rpfnet", notebook="04_rpfnet",
                            released="fusionlib.checkpoints:load_rpfnet_released",

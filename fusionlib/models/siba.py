@@ -46,7 +46,7 @@ from fusionlib.losses import gradient_max_loss, intensity_max_loss, laplacian_se
 from fusionlib.models._registry import register_model
 from fusionlib.recipes import Recipe
 
-__all__ = ["CBSM", "SCA", "SCABlock", "SIBA", "SIBAConfig", "SIBALoss", "SIBA_RECIPES", "PAPER"]
+__all__ = ["CBSM", "SCA", "SCABlock", "SIBA", "SIBAConfig", "SIBALoss", "SIBA_RECIPES", "PAPER", "train_siba"]
 
 #: Numbers the paper reports (Tab. of complexity) and what the code measures (authors_code.md §2).
 PAPER = {"params_M": 0.565, "flops_G_128x128": 9.207, "params_code": 565_941}
@@ -325,3 +325,22 @@ SIBA_RECIPES: dict[str, Recipe] = {
 
 register_model("siba", SIBA, SIBAConfig())
 register_model("siba_tiny", SIBA, SIBAConfig(dim=8, num_heads=2))
+
+
+def train_siba(model: SIBA, loader, *, recipe: Recipe, device="auto", seed: int = 0, out_dir=None,
+               epochs: int | None = None, callbacks=(), max_steps_per_epoch: int | None = None,
+               progress: bool = True):
+    """Train SIBA the released way: ``SIBALoss``, Adam, the recipe's step schedule, gradient clipping.
+
+    ``epochs`` / ``max_steps_per_epoch`` default to what the recipe's budget gives on this loader
+    (:func:`fusionlib.recipes.recipe_epochs`). Returns the :class:`fusionlib.train.History`.
+    """
+    from fusionlib.recipes import make_optimizer, make_scheduler, recipe_epochs
+    from fusionlib.train import fit
+
+    auto_epochs, auto_cut = recipe_epochs(recipe, len(loader))
+    epochs = epochs or auto_epochs
+    opt = make_optimizer(recipe, model.parameters())
+    return fit(model, SIBALoss(), loader, epochs=epochs, optimizer=opt, scheduler=make_scheduler(recipe, opt, epochs),
+               device=device, seed=seed, out_dir=out_dir, clip_grad_norm=recipe.clip_grad_norm, callbacks=callbacks,
+               max_steps_per_epoch=max_steps_per_epoch or auto_cut, progress=progress)

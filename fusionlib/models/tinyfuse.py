@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["TinyFuse", "TinyFuseConfig"]
+__all__ = ["TinyFuse", "TinyFuseConfig", "TinyFuseLoss", "TINYFUSE_RECIPES", "train_tinyfuse"]
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -62,3 +62,41 @@ from fusionlib.models._registry import register_model  # noqa: E402  (registrati
 
 register_model("tinyfuse", TinyFuse, TinyFuseConfig())
 register_model("tinyfuse_tiny", TinyFuse, TinyFuseConfig(width=4, depth=1))
+
+
+class TinyFuseLoss(nn.Module):
+    """``L_int + L_grad``: L1 to max(ir, vi) and Sobel-gradient L1 to max(|∇ir|, |∇vi|); returns (total, terms)."""
+
+    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor):
+        from fusionlib.losses import gradient_max_loss, intensity_max_loss
+
+        l_int = intensity_max_loss(fused, ir, vi)
+        l_grad = gradient_max_loss(fused, ir, vi)
+        return l_int + l_grad, {"int": l_int.detach(), "grad": l_grad.detach()}
+
+
+from fusionlib.recipes import Recipe  # noqa: E402
+
+TINYFUSE_RECIPES: dict[str, Recipe] = {
+    "paper": Recipe(optimizer="adam", lr=3e-3, scheduler="cosine", batch_size=8, crop_size=128, epochs=30,
+                    datasets=("msrs/train", "roadscene/train"), notes="ours: no paper; a few minutes on a GPU"),
+    "lab": Recipe(optimizer="adam", lr=3e-3, scheduler="cosine", batch_size=8, crop_size=96, epochs=20,
+                  max_steps=400, datasets=("msrs/train", "roadscene/train"), notes="ours"),
+    "smoke": Recipe(optimizer="adam", lr=3e-3, scheduler="cosine", batch_size=4, crop_size=64, epochs=10,
+                    max_steps=200, datasets=("msrs/train", "roadscene/train"), notes="ours: 10 x 20 CPU steps"),
+}
+
+
+def train_tinyfuse(model: TinyFuse, loader, *, recipe: Recipe, device="auto", seed: int = 0, out_dir=None,
+                   epochs: int | None = None, callbacks=(), max_steps_per_epoch: int | None = None,
+                   progress: bool = True):
+    """Train TinyFuse with ``TinyFuseLoss`` and the recipe's optimiser and schedule; returns the History."""
+    from fusionlib.recipes import make_optimizer, make_scheduler, recipe_epochs
+    from fusionlib.train import fit
+
+    auto_epochs, auto_cut = recipe_epochs(recipe, len(loader))
+    epochs = epochs or auto_epochs
+    opt = make_optimizer(recipe, model.parameters())
+    return fit(model, TinyFuseLoss(), loader, epochs=epochs, optimizer=opt, scheduler=make_scheduler(recipe, opt, epochs),
+               device=device, seed=seed, out_dir=out_dir, clip_grad_norm=recipe.clip_grad_norm, callbacks=callbacks,
+               max_steps_per_epoch=max_steps_per_epoch or auto_cut, progress=progress)

@@ -34,6 +34,7 @@ epochs = None           # None: the profile's budget
 
 # %%
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,9 +43,11 @@ import torch
 from fusionlib import data, losses, metrics, profiling, spectral, viz
 from fusionlib.baselines import average_fusion, max_fusion
 from fusionlib.laziness import LazinessTracker, summarise
-from fusionlib.models.tinyfuse import TinyFuse
+from fusionlib.atomic import atomic_save
+from fusionlib.methods import save_laziness
+from fusionlib.models.tinyfuse import TINYFUSE_RECIPES, TinyFuse, train_tinyfuse
 from fusionlib.nb import record, setup, show
-from fusionlib.train import fit, make_loader
+from fusionlib.train import make_loader
 
 S = setup(seed=seed, device=device, profile=profile, out_dir=out_dir)
 BUDGETS = {  # crop px, batch, epochs, steps per epoch, evaluation pairs per set
@@ -228,7 +231,8 @@ RESULTS["tinyfuse"] = {"params": profiling.count_parameters(net), "gmac_480x640"
 # %% [markdown]
 # ## 6 · Training, with laziness tracking
 #
-# Loss: `L = L_int + L_grad` (max intensity + max gradient). Data: random crops of the MSRS and
+# `train_tinyfuse` with `TINYFUSE_RECIPES["paper"]` (Adam 3e-3, cosine schedule) and `TinyFuseLoss`,
+# `L = L_int + L_grad` (max intensity + max gradient). Data: random crops of the MSRS and
 # RoadScene train splits (204 pairs). The `LazinessTracker` callback records, for every block,
 # the Frobenius norm of its weight change over each epoch, ‖W_e − W_{e−1}‖_F, and that norm
 # relative to ‖W_{e−1}‖_F (AIDFusion Eq./Fig. 1).
@@ -238,22 +242,17 @@ train_set = data.bundled_concat("msrs", "roadscene", crop=B["crop"], mode="train
 loader = make_loader(train_set, B["batch"], shuffle=True, seed=seed, drop_last=True, collate_fn=data.collate_pairs)
 
 
-def criterion(fused, ir, vi):
-    l_int = losses.intensity_max_loss(fused, ir, vi)
-    l_grad = losses.gradient_max_loss(fused, ir, vi)
-    return l_int + l_grad, {"int": l_int, "grad": l_grad}
-
-
 torch.manual_seed(seed)
 net = TinyFuse()
 tracker = LazinessTracker()
-opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=B["epochs"])
 t_train = time.perf_counter()
-hist = fit(net, criterion, loader, epochs=B["epochs"], optimizer=opt, scheduler=sched, device=S.device, seed=seed,
-           out_dir=f"{out_dir}/train", callbacks=[tracker], max_steps_per_epoch=B["steps"], progress=True)
+hist = train_tinyfuse(net, loader, recipe=TINYFUSE_RECIPES["paper"], device=S.device, seed=seed,
+                      out_dir=f"{out_dir}/train", epochs=B["epochs"], max_steps_per_epoch=B["steps"],
+                      callbacks=[tracker])
 t_train = time.perf_counter() - t_train
 net = net.to("cpu").eval()
+atomic_save(net.state_dict(), Path(out_dir) / "weights.pt")  # the fuse command and 06 read these two
+save_laziness(tracker.records, out_dir)
 print(f"trained {B['epochs']} epochs in {t_train:.1f} s on {S.device}")
 hist.to_frame().round(4)
 

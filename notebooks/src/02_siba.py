@@ -6,7 +6,7 @@
 # > Fusion.* ICCV 2025. Authors' code: `Afreshbird/SIBA` (released weights `SIBA_epoch60.pth`).
 #
 # Library: [`fusionlib.models.siba`](../fusionlib/models/siba.py) (`SIBA`, `CBSM`, `SCA`, `SCABlock`,
-# `SIBALoss`, `SIBA_RECIPES`), `fusionlib.checkpoints.load_siba_released`, plus the shared `probes`,
+# `SIBALoss`, `SIBA_RECIPES`, `train_siba`), `fusionlib.checkpoints.load_siba_released`, plus the shared `probes`,
 # `viz`, `metrics`, `profiling`, `train`, `laziness`.
 #
 # **Idea in one paragraph.** Attention maps of a network trained on infrared images light up the hot
@@ -49,10 +49,12 @@ from fusionlib.baselines import average_fusion, max_fusion
 from fusionlib.checkpoints import load_siba_released
 from fusionlib.laziness import LazinessTracker, summarise
 from fusionlib.models import create_model
-from fusionlib.models.siba import CBSM, PAPER, SCA, SIBA_RECIPES, SCABlock, SIBALoss
+from fusionlib.atomic import atomic_save
+from fusionlib.methods import save_laziness
+from fusionlib.models.siba import CBSM, PAPER, SCA, SIBA_RECIPES, SCABlock, SIBALoss, train_siba
 from fusionlib.nb import record, setup, show
 from fusionlib.probes import capture
-from fusionlib.train import fit, make_loader
+from fusionlib.train import make_loader
 
 S = setup(seed=seed, device=device, profile=profile, out_dir=out_dir)
 BUDGETS = {  # crop px, batch, epochs, steps per epoch, attention crop, evaluation pairs and crop (None: full image)
@@ -335,7 +337,8 @@ loss_table.round(4)
 # %% [markdown]
 # ## 7 · Training, with laziness tracking
 #
-# The paper's optimiser from `SIBA_RECIPES["paper"]`: Adam 1e-4, the step schedule through
+# `train_siba` (the one training function, also used by the benchmark notebook) with the paper's recipe
+# `SIBA_RECIPES["paper"]`: Adam 1e-4, the step schedule through
 # `LambdaLR(recipe.lr_lambda())` (halved every 25 epochs, floored at 1e-6), gradient clipping at 0.01.
 # Data: random crops of the bundled MSRS and RoadScene training pairs. The `LazinessTracker` records
 # per functional block (`model.laziness_blocks()`: stems, self-attention, CBSM, cross-attention,
@@ -355,14 +358,13 @@ loader = make_loader(train_set, B["batch"], shuffle=True, seed=seed, drop_last=T
 torch.manual_seed(seed)
 net = create_model("siba")
 tracker = LazinessTracker()
-opt = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
-sched = torch.optim.lr_scheduler.LambdaLR(opt, recipe.lr_lambda(B["epochs"]))
 t_train = time.perf_counter()
-hist = fit(net, crit, loader, epochs=B["epochs"], optimizer=opt, scheduler=sched, device=S.device, seed=seed,
-           out_dir=f"{out_dir}/train", clip_grad_norm=recipe.clip_grad_norm, callbacks=[tracker],
-           max_steps_per_epoch=B["steps"], progress=True)
+hist = train_siba(net, loader, recipe=recipe, device=S.device, seed=seed, out_dir=f"{out_dir}/train",
+                  epochs=B["epochs"], max_steps_per_epoch=B["steps"], callbacks=[tracker])
 t_train = time.perf_counter() - t_train
 net = net.to("cpu").eval()
+atomic_save(net.state_dict(), Path(out_dir) / "weights.pt")  # the fuse command and 06 read these two
+save_laziness(tracker.records, out_dir)
 n_steps = int(sum(e.get("steps", 0) for e in hist.epochs))
 print(f"trained {B['epochs']} epochs, {n_steps} steps of {B['batch']}x{B['crop']}² crops in {t_train:.1f} s on {S.device}")
 with torch.no_grad():
