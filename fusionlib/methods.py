@@ -47,6 +47,8 @@ class Method:
         infer_kwargs: defaults for ``infer`` (RPFNet's BatchNorm mode).
         train: ``"module:function"`` training it (``train_<paper>``), for the benchmark.
         recipes: ``"module:NAME"`` of its ``{profile: Recipe}``.
+        loader: ``"module:function"`` ``(recipe, *, seed) -> loader`` when the method has its own
+            augmentation (default: :func:`fusionlib.recipes.recipe_loader`).
         paper: citation.
     """
 
@@ -61,6 +63,7 @@ class Method:
     infer_kwargs: Mapping[str, Any] = field(default_factory=dict)
     train: str | None = None
     recipes: str | None = None
+    loader: str | None = None
     paper: str = ""
 
     @property
@@ -246,7 +249,8 @@ def train_method(name: str, profile: str = "smoke", *, out_dir: str | Path, devi
         shutil.rmtree(out_dir / "train")
     torch.manual_seed(seed)
     model = create_model(m.model)
-    loader = recipe_loader(recipe, seed=seed, data_dir=data_dir)
+    loader = (_resolve(m.loader)(recipe, seed=seed, data_dir=data_dir) if m.loader
+              else recipe_loader(recipe, seed=seed, data_dir=data_dir))
     tracker = LazinessTracker()
     t0 = time.perf_counter()
     epochs, cut = recipe_epochs(recipe, len(loader))  # every train_<paper> takes these two explicitly
@@ -286,10 +290,19 @@ def _builtin() -> None:
                            recipes="fusionlib.models.tinyfuse:TINYFUSE_RECIPES",
                            train="fusionlib.models.tinyfuse:train_tinyfuse",
                            paper="the suite's small teaching CNN"))
+    register_method(Method("aidfusion", "AIDFusion", model="aidfusion", notebook="01_aidfusion",
+                           recipes="fusionlib.models.aidfusion:AID_RECIPES",
+                           train="fusionlib.models.aidfusion:train_aidfusion",
+                           paper="AIDFusion, AAAI 2026 (re-implemented from the paper; no code released)"))
     register_method(Method("siba", "SIBA", model="siba", notebook="02_siba",
                            released="fusionlib.checkpoints:load_siba_released",
                            recipes="fusionlib.models.siba:SIBA_RECIPES", train="fusionlib.models.siba:train_siba",
                            paper="Wang et al., The Source Image is the Best Attention..., ICCV 2025"))
+    register_method(Method("lkc_funet", "LKC-FUNet", model="lkc_funet", notebook="03_lkc_funet", multiple=4,
+                           recipes="fusionlib.models.lkc_funet:LKC_RECIPES",
+                           train="fusionlib.models.lkc_funet:train_lkc_funet",
+                           loader="fusionlib.models.lkc_funet:lkc_loader",
+                           paper="LKC-FUNet, Pattern Recognition 2026 (paper normalisation: IN + GN)"))
     register_method(Method("rpfnet", "RPFNet", model="rpfnet", notebook="04_rpfnet",
                            released="fusionlib.checkpoints:load_rpfnet_released",
                            infer="fusionlib.models.rpfnet:rpfnet_infer", infer_kwargs={"mode": "as_released"},

@@ -2,7 +2,8 @@
 
 Argument order is always ``(fused, ir, vi)`` with ``(B, C, H, W)`` images in [0, 1] (the papers use
 C = 1, ``vi`` = the visible Y channel). Paper-specific composites (SIBA's weighted sum, RPFNet's
-frequency contrastive loss and L_SS, AIDFusion's L_ACF) live in the paper's model file.
+frequency contrastive loss and L_SS, AIDFusion's L_ACF) live in ``fusionlib.losses.<paper>`` (or,
+for DIILS, ``fusionlib.diils``); the composites that are a plain sum of the terms below are exported here.
 
 =========================  =============================================  ==============================
 term                        definition                                     used by
@@ -21,6 +22,7 @@ from fusionlib.losses.correlation import CorrelationLoss, correlation_loss, pear
 from fusionlib.losses.gradient import GradientMaxLoss, gradient_max_loss
 from fusionlib.losses.intensity import IntensityMaxLoss, intensity_max_loss
 from fusionlib.losses.laplacian import LaplacianSelectLoss, laplacian_select_loss, laplacian_select_target
+from fusionlib.losses.lkc import LKCLoss, lkc_loss
 from fusionlib.losses.reconstruction import ReconstructionLoss, reconstruction_loss
 from fusionlib.losses.ssim import (
     SSIM,
@@ -52,4 +54,6 @@ __all__ = [
     "CorrelationLoss",
     "reconstruction_loss",
     "ReconstructionLoss",
+    "lkc_loss",
+    "LKCLoss",
 ]
