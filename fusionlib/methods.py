@@ -49,6 +49,8 @@ class Method:
         recipes: ``"module:NAME"`` of its ``{profile: Recipe}``.
         loader: ``"module:function"`` ``(recipe, *, seed) -> loader`` when the method has its own
             augmentation (default: :func:`fusionlib.recipes.recipe_loader`).
+        variants: other registry configurations whose weights this method also loads (e.g. the narrow
+            denoiser a smoke run trains); the one whose parameter names and shapes match is built.
         paper: citation.
     """
 
@@ -64,6 +66,7 @@ class Method:
     train: str | None = None
     recipes: str | None = None
     loader: str | None = None
+    variants: tuple[str, ...] = ()
     paper: str = ""
 
     @property
@@ -114,7 +117,7 @@ def _state_dict_from(path: Path) -> dict[str, torch.Tensor]:
     return load_tensors(path)
 
 
-def load_model(name: str, weights: str | Path | None, *, strict: bool = True) -> nn.Module:
+def load_model(name: str, weights: str | Path | None) -> nn.Module:
     """Build ``name`` and load ``weights`` (ours, or the authors' released file); returned in eval mode.
 
     Raises:
@@ -126,7 +129,6 @@ def load_model(name: str, weights: str | Path | None, *, strict: bool = True) ->
     m = get_method(name)
     if m.model is None:
         raise ValueError(f"{name} is a classical rule: it has no model")
-    model = create_model(m.model)
     if weights is None:
         raise ValueError(f"{name} needs trained weights: pass --weights FILE (train it with notebooks/"
                          f"{m.notebook}.ipynb, which saves runs/{m.notebook}/weights.pt"
@@ -135,10 +137,17 @@ def load_model(name: str, weights: str | Path | None, *, strict: bool = True) ->
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     tensors = _state_dict_from(path)
+    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+    for config in (m.model, *m.variants):  # which configuration were these weights trained with?
+        with torch.device("meta"):
+            ours = {k: tuple(v.shape) for k, v in create_model(config).state_dict().items()}
+        if ours == shapes:
+            model = create_model(config)
+            model.load_state_dict(tensors)
+            return model.eval()
+    model = create_model(m.model)
     ours = set(model.state_dict())
-    if set(tensors) == ours or (not strict and set(tensors) & ours):
-        model.load_state_dict(tensors, strict=strict)
-    elif m.released is not None:
+    if m.released is not None and set(tensors) != ours:
         try:
             model = _resolve(m.released)(path, model)
         except (KeyError, ValueError) as e:
@@ -147,7 +156,9 @@ def load_model(name: str, weights: str | Path | None, *, strict: bool = True) ->
     else:
         missing = sorted(ours - set(tensors))[:5]
         extra = sorted(set(tensors) - ours)[:5]
-        raise ValueError(f"{path} does not hold {name} weights: missing {missing} ..., unexpected {extra} ...")
+        wrong = [k for k in ours & set(tensors) if tuple(model.state_dict()[k].shape) != shapes[k]][:5]
+        raise ValueError(f"{path} does not hold {name} weights (configurations tried: {(m.model, *m.variants)}): "
+                         f"missing {missing} ..., unexpected {extra} ..., wrong shapes {wrong}")
     return model.eval()
 
 
@@ -248,7 +259,7 @@ def train_method(name: str, profile: str = "smoke", *, out_dir: str | Path, devi
     if not resume and (out_dir / "train").exists():
         shutil.rmtree(out_dir / "train")
     torch.manual_seed(seed)
-    model = create_model(m.model)
+    model = create_model(getattr(recipe, "model", None) or m.model)  # a recipe may name a smaller configuration
     loader = (_resolve(m.loader)(recipe, seed=seed, data_dir=data_dir) if m.loader
               else recipe_loader(recipe, seed=seed, data_dir=data_dir))
     tracker = LazinessTracker()
@@ -298,6 +309,9 @@ def _builtin() -> None:
                            released="fusionlib.checkpoints:load_siba_released",
                            recipes="fusionlib.models.siba:SIBA_RECIPES", train="fusionlib.models.siba:train_siba",
                            paper="Wang et al., The Source Image is the Best Attention..., ICCV 2025"))
+    register_method(Method("dmnet", "DMNet", model="dmnet", notebook="05_dmnet", variants=("dmnet_tiny",),
+                           recipes="fusionlib.models.dmnet:DMNET_RECIPES", train="fusionlib.models.dmnet:train_dmnet",
+                           paper="DMNet, IEEE TMM (re-implemented; every module trained, see 05_dmnet)"))
     register_method(Method("lkc_funet", "LKC-FUNet", model="lkc_funet", notebook="03_lkc_funet", multiple=4,
                            recipes="fusionlib.models.lkc_funet:LKC_RECIPES",
                            train="fusionlib.models.lkc_funet:train_lkc_funet",

@@ -29,6 +29,8 @@ def test_contract(name):
     exempt = (".ca.", ".sa.") if name.startswith("rpfnet") and not model.config.attention_in_rpm else ()
     # AIDFusion's reconstruction heads are trained through forward_all (Eq. 7's L_reconstruct), not forward
     exempt = exempt + (("recon_",) if name.startswith("aidfusion") else ())
+    # DMNet's denoiser output head is trained by the diffusion noise loss only; forward uses its features
+    exempt = exempt + (("denoiser.final_conv.",) if name.startswith("dmnet") else ())
     no_grad = [n for n, p in model.named_parameters()
                if p.requires_grad and p.grad is None and not any(e in n for e in exempt)]
     assert not no_grad, f"{name}: parameters without gradient: {no_grad[:8]}"

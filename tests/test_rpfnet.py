@@ -234,3 +234,62 @@ def test_attention_switch_changes_output_with_same_weights():
     x, y = torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16)
     with torch.no_grad():
         assert (code(x, y) - paper(x, y)).abs().max() > 1e-5
+
+
+# --- recipes and training ------------------------------------------------------------------------------
+def test_paper_recipe_is_multisteplr_on_the_main_model():
+    from fusionlib.models.rpfnet import RPFNET_MILESTONES, RPFNET_RECIPES
+
+    r = RPFNET_RECIPES["paper"]
+    assert (r.lr, r.batch_size, r.crop_size, r.epochs, r.betas) == (1e-3, 16, 128, 100, (0.9, 0.999))
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=r.lr)
+    ms = torch.optim.lr_scheduler.MultiStepLR(opt, list(RPFNET_MILESTONES), gamma=0.5)
+    ref = []
+    for _ in range(r.epochs):
+        ref.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ms.step()
+    ours = [r.lr_at(e, r.epochs) for e in range(r.epochs)]
+    assert ours == pytest.approx(ref, rel=1e-12)
+    assert {"paper", "lab", "smoke"} <= set(RPFNET_RECIPES)
+
+
+def test_forward_return_residual_matches_forward_features():
+    torch.manual_seed(0)
+    m = RPFNet(channels=4, num_stages=2).eval()
+    ir, vi = torch.rand(1, 1, 12, 12), torch.rand(1, 1, 12, 12)
+    fused, f_r = m(ir, vi, return_residual=True)
+    ref_fused, ref_r = m.forward_features(ir, vi)
+    torch.testing.assert_close(fused, ref_fused)
+    torch.testing.assert_close(f_r, ref_r)
+    assert f_r.shape == (1, 4, 12, 12)
+
+
+def test_train_rpfnet_two_optimisers_and_aux_checkpoint(tmp_path):
+    from fusionlib.laziness import LazinessTracker
+    from fusionlib.models.rpfnet import RPFNET_RECIPES, train_rpfnet
+    from fusionlib.train import load_checkpoint
+
+    g = torch.Generator().manual_seed(0)
+    batches = [{"ir": torch.rand(2, 1, 16, 16, generator=g), "vi": torch.rand(2, 1, 16, 16, generator=g)}
+               for _ in range(2)]
+    torch.manual_seed(0)
+    m = RPFNet(channels=4, num_stages=1)
+    aux = RPFNetAux(4)
+    before_m = {k: v.clone() for k, v in m.state_dict().items()}
+    before_a = {k: v.clone() for k, v in aux.state_dict().items()}
+    tracker = LazinessTracker()
+    hist = train_rpfnet(m, batches, recipe=RPFNET_RECIPES["smoke"], device="cpu", seed=1, out_dir=str(tmp_path),
+                        epochs=2, callbacks=[tracker], progress=False, aux=aux)
+    assert len(hist.epochs) == 2
+    rec = hist.epochs[-1]
+    for k in ("loss", "fcr", "ssim", "ss", "w_area"):
+        assert np.isfinite(rec[k]), k
+    # the step schedule moves the main model's lr only
+    assert hist.epochs[0]["lr_model"] == 1e-3 and hist.epochs[1]["lr_model"] == 5e-4
+    assert hist.epochs[1]["lr_aux"] == 1e-3
+    assert any(not torch.equal(before_m[k], v) for k, v in m.state_dict().items())
+    assert any(not torch.equal(before_a[k], v) for k, v in aux.state_dict().items())
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert set(ckpt["optimizers"]) == {"model", "aux"} and "aux" in ckpt["extra"]
+    assert {r["block"] for r in tracker.records} == set(m.laziness_blocks())

@@ -22,7 +22,16 @@ from fusionlib.losses.correlation import CorrelationLoss, correlation_loss, pear
 from fusionlib.losses.gradient import GradientMaxLoss, gradient_max_loss
 from fusionlib.losses.intensity import IntensityMaxLoss, intensity_max_loss
 from fusionlib.losses.laplacian import LaplacianSelectLoss, laplacian_select_loss, laplacian_select_target
+from fusionlib.losses.dmnet import DMNetStage1Loss, DMNetStage2Loss, dmnet_stage1_loss, dmnet_stage2_loss
 from fusionlib.losses.lkc import LKCLoss, lkc_loss
+from fusionlib.losses.rpfnet import (
+    FrequencyContrastiveLoss,
+    RPFNetLoss,
+    SaliencyStructureLoss,
+    frequency_contrastive_loss,
+    rpfnet_mask,
+    saliency_structure_loss,
+)
 from fusionlib.losses.reconstruction import ReconstructionLoss, reconstruction_loss
 from fusionlib.losses.ssim import (
     SSIM,
@@ -56,4 +65,14 @@ __all__ = [
     "ReconstructionLoss",
     "lkc_loss",
     "LKCLoss",
+    "rpfnet_mask",
+    "frequency_contrastive_loss",
+    "FrequencyContrastiveLoss",
+    "saliency_structure_loss",
+    "SaliencyStructureLoss",
+    "RPFNetLoss",
+    "dmnet_stage1_loss",
+    "DMNetStage1Loss",
+    "dmnet_stage2_loss",
+    "DMNetStage2Loss",
 ]

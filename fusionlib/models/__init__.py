@@ -5,6 +5,7 @@ Importing this package imports every paper file, which registers its configurati
 
 from fusionlib.models._registry import ModelEntry, create_model, list_models, model_entry, register_model
 from fusionlib.models import aidfusion  # noqa: F401  (registers "aidfusion", "aidfusion_tiny")
+from fusionlib.models import dmnet  # noqa: F401  (registers "dmnet", "dmnet_tiny")
 from fusionlib.models import lkc_funet  # noqa: F401  (registers "lkc_funet", "lkc_funet_code", "lkc_funet_tiny")
 from fusionlib.models import rpfnet  # noqa: F401  (registers "rpfnet", "rpfnet_tiny")
 from fusionlib.models import siba  # noqa: F401  (registers "siba", "siba_tiny")

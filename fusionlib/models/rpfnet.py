@@ -62,9 +62,11 @@ import torch
 from torch import nn
 
 from fusionlib.models._registry import register_model
+from fusionlib.recipes import Recipe
 
 __all__ = ["ConvBNReLU", "CPM", "RPM", "FDFM", "RPFNetStage", "RPFNetHead", "RPFNetAux", "RPFNet",
-           "RPFNetConfig", "rpfnet_infer", "batch_stat_bn", "PAPER"]
+           "RPFNetConfig", "rpfnet_infer", "batch_stat_bn", "PAPER", "RPFNET_RECIPES", "RPFNET_MILESTONES",
+           "train_rpfnet", "rpfnet_train_step"]
 
 #: What the code measures (authors_code.md §4); the paper states no parameter count in its text.
 PAPER = {"params_code": 72_074, "params_aux": 14_113, "params_unused_attention": 1_897,
@@ -365,8 +367,15 @@ class RPFNet(nn.Module):
             f_r, f_f = self.f_r(f_r), self.f_f(f_f)
         return self.head(self.fused_feat(f_r + f_f)), f_r
 
-    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(ir, vi)[0]
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor, *, return_residual: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``fused (B, 1, H, W)``; with ``return_residual=True`` also F_R^N (as :meth:`forward_features`).
+
+        The keyword lets a training step get the auxiliary decoder's input through ``model(...)`` itself
+        (so that a DDP wrapper sees the call).
+        """
+        fused, f_r = self.forward_features(ir, vi)
+        return (fused, f_r) if return_residual else fused
 
     def laziness_blocks(self) -> dict[str, list[str]]:
         """Functional blocks for ``fusionlib.laziness``: block name -> parameter-name prefixes."""
@@ -455,6 +464,96 @@ def rpfnet_infer(model: RPFNet, ir: torch.Tensor, vi: torch.Tensor, mode: InferM
                 return torch.cat([model(ir[i:i + 1], vi[i:i + 1]) for i in range(ir.shape[0])], dim=0)
     finally:
         model.train(was_training)
+
+
+# --- training -----------------------------------------------------------------------------------------
+#: The paper's MultiStepLR milestones (epochs) and factor; on the main model's optimiser only.
+RPFNET_MILESTONES = (20, 40, 60, 80)
+
+RPFNET_RECIPES: dict[str, Recipe] = {
+    # Recipe's "step" schedule lr * 0.5 ** (epoch // 20), floored at lr * 0.5 ** 4, is MultiStepLR
+    # ([20, 40, 60, 80], gamma 0.5) exactly over the 100 epochs.
+    "paper": Recipe(
+        optimizer="adam", lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0,   # train.py: two Adams, 1e-3
+        scheduler="step", step_size=20, gamma=0.5, min_lr=1e-3 * 0.5 ** 4,  # MultiStepLR, main model only
+        batch_size=16, crop_size=128, epochs=100,                          # paper Sec. 4.1 / train.py
+        datasets=("roadscene/train",),
+        notes="wang-x-1997/RPFNet train.py: seed 123, 3,383 pre-cropped 128x128 FLIR patches, no augmentation; "
+              "bundled stand-in: random 128x128 crops of the 200 RoadScene (FLIR) training pairs"),
+    "lab": Recipe(
+        optimizer="adam", lr=1e-3, scheduler="step", step_size=2, gamma=0.5, min_lr=1e-3 * 0.5 ** 4,
+        batch_size=8, crop_size=96, epochs=10, datasets=("roadscene/train",),
+        notes="paper optimisers; the schedule's four halvings squeezed into 10 short epochs; 8 x 96x96 crops "
+              "(the notebook cuts epochs to a few dozen steps: minutes on a CPU, seconds on a GPU)"),
+    "smoke": Recipe(
+        optimizer="adam", lr=1e-3, scheduler="step", step_size=1, gamma=0.5, min_lr=1e-3 * 0.5 ** 4,
+        batch_size=4, crop_size=64, epochs=2, datasets=("roadscene/train",),
+        notes="CI: a handful of CPU steps on 64x64 crops; checks the loop runs, not the result"),
+}
+
+
+def rpfnet_train_step(aux: nn.Module, criterion: nn.Module):
+    """A ``fusionlib.train.fit`` step: ``fused, F_R = model(ir, vi, return_residual=True)``,
+    ``criterion(fused, ir, vi, aux=aux(F_R))`` -> ``(total, terms)``.
+
+    Gradients of L_SS flow through the auxiliary decoder into the residual branch (as in ``train.py``).
+    """
+
+    def step(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        ir, vi = batch["ir"], batch["vi"]
+        fused, f_r = model(ir, vi, return_residual=True)
+        return criterion(fused, ir, vi, aux=aux(f_r))
+
+    return step
+
+
+def train_rpfnet(model: RPFNet, loader, *, recipe: Recipe, device: str | torch.device = "auto", seed: int = 123,
+                 out_dir: str | None = None, epochs: int | None = None, callbacks=(),
+                 max_steps_per_epoch: int | None = None, progress: bool = True, aux: RPFNetAux | None = None,
+                 criterion: nn.Module | None = None):
+    """Train RPFNet the released way: two Adam optimisers (network, auxiliary decoder), the step schedule
+    on the network's optimiser only, loss ``L_c + 5 L_ssim + L_SS`` (:class:`fusionlib.losses.rpfnet.RPFNetLoss`).
+
+    Built on :func:`fusionlib.train.fit` (checkpoint and exact resume in ``out_dir``): the optimisers go in as
+    ``{"model": ..., "aux": ...}`` and the auxiliary decoder as ``extra_state["aux"]`` (so it is saved,
+    restored and moved to ``device``). Pass a ``fusionlib.laziness.LazinessTracker`` in ``callbacks`` to
+    follow :meth:`RPFNet.laziness_blocks`.
+
+    Args:
+        model: an :class:`RPFNet`.
+        loader: batches ``{"ir", "vi"}`` of ``(B, 1, h, w)`` crops (``fusionlib.train.make_loader``).
+        recipe: one of :data:`RPFNET_RECIPES` (lr, betas, schedule; ``epochs`` unless given).
+        device, seed, out_dir, callbacks, max_steps_per_epoch, progress: as ``fit``.
+        epochs: overrides ``recipe.epochs``.
+        aux: the auxiliary decoder; a fresh :class:`RPFNetAux` (built after seeding) when None. Pass your
+            own to keep it.
+        criterion: default ``RPFNetLoss()`` (code variant).
+
+    Returns:
+        ``fusionlib.train.History`` (epoch means of ``loss``, ``fcr``, ``ssim``, ``ss``, ``w_area``, lr per
+        optimiser).
+    """
+    from fusionlib.losses.rpfnet import RPFNetLoss
+    from fusionlib.train import fit, seed_everything
+
+    n_epochs = int(epochs if epochs is not None else (recipe.epochs or 0))
+    if n_epochs < 1:
+        raise ValueError(f"train_rpfnet: epochs must be given (argument or recipe.epochs), got {n_epochs}")
+    if recipe.optimizer != "adam":
+        raise ValueError(f"train_rpfnet: RPFNet trains with Adam, recipe.optimizer is {recipe.optimizer!r}")
+    if aux is None:
+        seed_everything(seed)
+        aux = RPFNetAux(model.config.channels)
+    criterion = RPFNetLoss() if criterion is None else criterion
+    opts = {"model": torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=recipe.betas,
+                                      weight_decay=recipe.weight_decay),
+            "aux": torch.optim.Adam(aux.parameters(), lr=recipe.lr, betas=recipe.betas,
+                                    weight_decay=recipe.weight_decay)}
+    sched = {"model": torch.optim.lr_scheduler.LambdaLR(opts["model"], recipe.lr_lambda(n_epochs))}
+    return fit(model, rpfnet_train_step(aux, criterion), loader, epochs=n_epochs, optimizer=opts,
+               scheduler=sched, device=device, seed=seed, out_dir=out_dir, clip_grad_norm=recipe.clip_grad_norm,
+               callbacks=list(callbacks), max_steps_per_epoch=max_steps_per_epoch, progress=progress,
+               extra_state={"aux": aux})
 
 
 # --- registration -------------------------------------------------------------------------------------

@@ -1,0 +1,339 @@
+# %% [markdown]
+# # 06 · Benchmark: every method side by side
+#
+# > Same images, same metrics under a named convention, same device, with significance, cost, a
+# > qualitative grid and the laziness curves of every method on one figure.
+#
+# Library: [`fusionlib.methods`](../fusionlib/methods.py) (one entry per method: model, weights,
+# inference, training function and recipe), `fusionlib.metrics`, `fusionlib.stats`,
+# `fusionlib.profiling`, `fusionlib.laziness`. The `fuse` command (`python -m fusionlib.fuse`) runs
+# the same `Fuser` this notebook uses.
+#
+# **Where the weights come from.** For each network, in this order: the weights its paper notebook
+# saved in `runs/<notebook>/weights.pt` (what `make run` produces before this notebook), the
+# authors' released weights when given as a parameter (SIBA, RPFNet), or else a training run through
+# the library *here*, with the method's own `train_<paper>` function and its recipe at this
+# profile. The table says which, per method: never compare a 4-step smoke network with a released
+# one without reading that column.
+
+# %% tags=["parameters"]
+profile = "auto"        # smoke | lab | paper | auto (lab on a GPU, else smoke)
+device = "auto"         # auto | cpu | cuda | cuda:1 | mps
+data_root = None        # not used: the benchmark runs on the bundled test pairs in data/
+seed = 0
+out_dir = "../runs/06_benchmark"
+epochs = None           # not used: each method's recipe sets its budget
+runs_dir = "../runs"    # where the paper notebooks saved weights.pt and laziness.json
+siba_checkpoint = None  # the authors' SIBA_epoch60.pth (optional)
+rpfnet_checkpoint = None  # the released RPFNet weights converted to a state dict (optional)
+methods = None          # None: every registered method; or a list of names
+
+# %% [markdown]
+# ## 1 · Setup
+
+# %%
+import json
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from fusionlib import data, metrics, profiling, stats, viz
+from fusionlib.laziness import summarise
+from fusionlib.methods import Fuser, default_weights, get_method, list_methods, load_laziness, train_method
+from fusionlib.nb import record, setup
+
+S = setup(seed=seed, device=device, profile=profile, out_dir=out_dir)
+BUDGETS = {  # training steps when a method must be trained here; evaluation pairs per set and crop
+    "smoke": dict(train_steps=2, n_eval=1, eval_crop=(64, 96), latency_repeats=1, sizes=((256, 256), (480, 640))),
+    "lab": dict(train_steps=None, n_eval=None, eval_crop=None, latency_repeats=5, sizes=((256, 256), (480, 640))),
+    "paper": dict(train_steps=None, n_eval=None, eval_crop=None, latency_repeats=10,
+                  sizes=((256, 256), (480, 640))),
+}
+B = dict(BUDGETS[S.profile])
+print("budget:", B)
+RESULTS: dict = {"budget": {k: (list(map(list, v)) if k == "sizes" else (list(v) if isinstance(v, tuple) else v))
+                            for k, v in B.items()}}
+RELEASED = {"siba": siba_checkpoint, "rpfnet": rpfnet_checkpoint}
+NAMES = list(methods) if methods else list_methods()
+print("methods:", NAMES)
+T0 = time.perf_counter()
+
+# %% [markdown]
+# ## 2 · Weights for every method
+#
+# Found, given, or trained here (smoke trains each network for a handful of steps on CPU: the
+# numbers below then show that the pipeline runs end to end, not how good the method is).
+
+# %%
+fusers, origin, lazy_records, train_seconds = {}, {}, {}, {}
+for name in NAMES:
+    m = get_method(name)
+    if not m.needs_weights:
+        fusers[name], origin[name] = Fuser(name, device=S.device), "rule (no weights)"
+        continue
+    w = default_weights(name, runs_dir)
+    if w is not None:
+        origin[name] = f"{m.notebook} run ({w})"
+        lazy_records[name] = load_laziness(name, runs_dir)
+    elif RELEASED.get(name):
+        w = Path(RELEASED[name])
+        origin[name] = f"authors' released weights ({w.name})"
+    else:
+        t = train_method(name, S.profile, out_dir=Path(out_dir) / "trained" / name, device=S.device, seed=seed,
+                         progress=False, max_steps=B["train_steps"])
+        w, train_seconds[name] = t.weights, t.seconds
+        lazy_records[name] = t.laziness
+        origin[name] = f"trained here at {S.profile} ({t.seconds:.0f} s)"
+    fusers[name] = Fuser(name, w, device=S.device)
+    print(f"{m.title:>14}: {origin[name]}")
+RESULTS["weights"] = origin
+RESULTS["train_seconds"] = train_seconds
+
+# %% [markdown]
+# ## 3 · Fusing every bundled test set
+#
+# Infrared–visible sets (MSRS, TNO, RoadScene, LLVIP, M3FD) and the medical Harvard sets (MRI with
+# CT, PET, SPECT; the second image's luminance is fused and its colour restored for display).
+# Every method sees the same pairs (smoke: the first pairs of each set, centre-cropped).
+
+# %%
+SETS = [n for n in data.list_bundled() if "test" in data.list_bundled()[n]["splits"]]
+
+
+def centre_crop(x, hw):
+    if hw is None:
+        return x
+    h, w = x.shape[-2:]
+    th, tw = min(hw[0], h), min(hw[1], w)
+    t, l = (h - th) // 2, (w - tw) // 2
+    return x[..., t:t + th, l:l + tw]
+
+
+FUSED, SOURCES = {}, {}
+t_fuse = {}
+for ds_name in SETS:
+    ds = data.bundled(ds_name, "test", limit=B["n_eval"])
+    for i in range(len(ds)):
+        s = ds[i]
+        ir = centre_crop(s["ir"], B["eval_crop"])[None]
+        vi = centre_crop(s["vi"], B["eval_crop"])[None]
+        cbcr = centre_crop(s["vi_cbcr"], B["eval_crop"])[None] if s.get("vi_cbcr") is not None else None
+        SOURCES[(ds_name, s["name"])] = (ir, vi, cbcr)
+        for name, f in fusers.items():
+            t = time.perf_counter()
+            FUSED[(ds_name, s["name"], name)] = f(ir, vi).cpu()
+            t_fuse[name] = t_fuse.get(name, 0.0) + time.perf_counter() - t
+print(f"{len(SOURCES)} pairs from {len(SETS)} sets x {len(fusers)} methods fused "
+      f"({', '.join(f'{k} {v:.1f}s' for k, v in t_fuse.items())})")
+
+# %% [markdown]
+# ## 4 · Metrics under both conventions
+#
+# `tang` is the MATLAB toolbox convention (metrics averaged over the two sources, VIF multi-scale,
+# Qabf/Nabf), `cddfuse` the Python evaluator (SSIM and friends **summed** over the two sources, so
+# values up to 2 are normal). One table per data set: the mean over its pairs, per method.
+
+# %%
+rows = []
+for (ds_name, pair, name), fused in FUSED.items():
+    ir, vi, _ = SOURCES[(ds_name, pair)]
+    for preset in ("tang", "cddfuse"):
+        vals = metrics.evaluate(fused, ir, vi, preset=preset)
+        rows.append({"set": ds_name, "pair": pair, "method": get_method(name).title, "preset": preset,
+                     **{k: float(v[0]) for k, v in vals.items()}})
+SCORES = pd.DataFrame(rows)
+TABLES = {}
+for (ds_name, preset), df in SCORES.groupby(["set", "preset"], sort=False):
+    TABLES[(ds_name, preset)] = df.drop(columns=["set", "pair", "preset"]).groupby("method", sort=False).mean() \
+        .dropna(axis=1, how="all")
+for ds_name in SETS:
+    print(f"\n== {ds_name} (tang) ==")
+    print(TABLES[(ds_name, "tang")].round(3).to_string())
+# A metric can be undefined for an image: CC of a constant fused image (a barely trained network can
+# output one), PSNR of an identical one. Those cells are NaN/inf here and None in results.json.
+undefined = sorted({f"{m} ({c})" for (d, p), t in TABLES.items() for m, row in t.iterrows() for c, v in row.items()
+                    if not np.isfinite(v)})
+if undefined:
+    print("undefined (NaN/inf) for:", ", ".join(undefined))
+RESULTS["undefined_metrics"] = undefined
+RESULTS["tables"] = {f"{k[0]}/{k[1]}": {m: {c: (float(v) if np.isfinite(v) else None) for c, v in row.items()}
+                                        for m, row in t.round(6).iterrows()} for k, t in TABLES.items()}
+
+# %% [markdown]
+# **The papers' own numbers.** Each paper reports its tables on full test sets under its own
+# evaluator (§6 of the reference notes says which). This repository has not transcribed those tables
+# into data yet, so no "paper" column is printed here rather than a guessed one; the paper notebooks
+# quote the values they compare with, with their table numbers.
+
+# %%
+pd.concat({ds: TABLES[(ds, "cddfuse")] for ds in SETS}, names=["set"]).round(3)
+
+# %% [markdown]
+# ## 5 · Per-image significance
+#
+# For each pair of methods and each metric (Tang preset): a paired test over all images of all sets
+# (`fusionlib.stats.compare_methods`, t-test or Wilcoxon after a normality check, Holm-corrected over
+# the metrics). The heatmap shows, for row method vs column method, how many metrics the row is
+# significantly better on minus how many it is significantly worse on.
+
+# %%
+tang = SCORES[SCORES.preset == "tang"].copy()
+tang["key"] = tang["set"] + "/" + tang["pair"]
+metric_cols = [c for c in tang.columns if c not in ("set", "pair", "method", "preset", "key")
+               and tang[c].notna().all()]
+titles = [get_method(n).title for n in fusers]
+per_method = {t: tang[tang.method == t].set_index("key")[metric_cols] for t in titles}
+wins = pd.DataFrame(0, index=titles, columns=titles, dtype=int)
+for a in titles:
+    for b in titles:
+        if a == b:
+            continue
+        cmp = stats.compare_methods(per_method[a], per_method[b], metric_cols)
+        wins.loc[a, b] = int((cmp.better == "method").sum() - (cmp.better == "baseline").sum())
+fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(titles), 0.8 + 0.6 * len(titles)))
+sns.heatmap(wins, annot=True, fmt="d", cmap="RdBu", center=0, ax=ax, cbar_kws={"label": "metrics won − lost"})
+ax.set_title(f"row vs column: significant wins − losses over {len(metric_cols)} metrics ({len(per_method[titles[0]])} images)")
+viz.save_figure(fig, out_dir, "significance")
+RESULTS["significance_wins_minus_losses"] = wins.to_dict(orient="index")
+fig
+
+# %% [markdown]
+# ## 6 · Cost
+#
+# Parameters; FLOPs of one forward at 256×256 and 480×640 counted on the meta device (GMAC = fused
+# multiply-adds; GFLOPs = 2 × GMAC, the convention most papers' "FLOPs" use — see the reference
+# notes §7); latency at 256×256 on this run's device; peak memory on CUDA only.
+
+# %%
+cost_rows = []
+for name, f in fusers.items():
+    m = get_method(name)
+    row = {"method": m.title, "weights": origin[name].split(" (")[0]}
+    if f.model is None:
+        cost_rows.append({**row, "params": 0})
+        continue
+    net = f.model
+    row["params"] = profiling.count_parameters(net)
+    for h, w in B["sizes"]:
+        try:
+            fl = profiling.count_flops(net, torch.Size((1, 1, h, w)), torch.Size((1, 1, h, w)), meta=True)
+            row[f"GMAC@{h}x{w}"], row[f"GFLOPs@{h}x{w}"] = fl["gmac"], fl["gflops"]
+        except Exception as e:  # a forward that reads values cannot run on meta: say so
+            print(f"{m.title}: FLOPs on meta failed ({type(e).__name__}); counting with a real pass at {h}x{w}")
+            x = torch.rand(1, 1, h, w, device=f.device)
+            fl = profiling.count_flops(net, x, x)
+            row[f"GMAC@{h}x{w}"], row[f"GFLOPs@{h}x{w}"] = fl["gmac"], fl["gflops"]
+    x = torch.rand(1, 1, 256, 256)
+    t = []  # the whole Fuser call (padding included), as a user meets it
+    for _ in range(B["latency_repeats"] + 1):
+        if S.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        f(x, x)
+        if S.device.type == "cuda":
+            torch.cuda.synchronize()
+        t.append(time.perf_counter() - t0)
+    row["latency_ms@256"] = 1e3 * float(np.median(t[1:]))
+    if S.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        f(x, x)
+        row["peak_MiB@256"] = torch.cuda.max_memory_allocated() / 2**20
+    cost_rows.append(row)
+COST = pd.DataFrame(cost_rows).set_index("method")
+print(f"latency: median of {B['latency_repeats']} run(s) after one warm-up, on {S.device}"
+      + ("" if S.device.type == "cuda" else "; peak memory is measured on CUDA only"))
+RESULTS["cost"] = COST.drop(columns=["weights"]).fillna(-1).to_dict(orient="index")
+COST.round(3)
+
+# %% [markdown]
+# ## 7 · Qualitative grid
+#
+# One infrared–visible pair and one medical pair, every method, with the same zoomed crop.
+
+# %%
+def qualitative(ds_name):
+    key = next(k for k in SOURCES if k[0] == ds_name)
+    ir, vi, cbcr = SOURCES[key]
+    h, w = ir.shape[-2:]
+    box = (w // 3, h // 3, max(8, w // 4), max(8, h // 4))
+    imgs = {"A (IR / MRI)": ir[0], "B (VI / functional)": data.merge_luma(vi[0], cbcr[0]) if cbcr is not None else vi[0]}
+    for name in fusers:
+        f = FUSED[(ds_name, key[1], name)][0]
+        imgs[get_method(name).title] = data.merge_luma(f, cbcr[0]) if cbcr is not None else f
+    return viz.show_images(imgs, ncols=min(5, len(imgs)), zoom=box, title=f"{ds_name} · {key[1]}")
+
+
+fig = qualitative("msrs")
+viz.save_figure(fig, out_dir, "grid_msrs")
+fig
+
+# %%
+fig = qualitative("harvard_pet")
+viz.save_figure(fig, out_dir, "grid_harvard_pet")
+fig
+
+# %% [markdown]
+# ## 8 · Laziness of every method
+#
+# The relative weight change per epoch, ‖ΔW‖_F / ‖W‖_F, of each functional block, divided by that
+# block's largest value so that every method fits one scale (1 = the block's most active epoch).
+# Then the summary: the fraction of epochs in which each block's relative update stayed above 1e-3.
+
+# %%
+norm_records = []
+for name, recs in lazy_records.items():
+    if not recs:
+        continue
+    peak = {}
+    for r in recs:
+        peak[r["block"]] = max(peak.get(r["block"], 0.0), r["relative"])
+    for r in recs:
+        norm_records.append({"method": get_method(name).title, "epoch": r["epoch"], "block": r["block"],
+                             "normalised": r["relative"] / peak[r["block"]] if peak[r["block"]] > 0 else 0.0})
+LZ = pd.DataFrame(norm_records)
+if len(LZ):
+    meths = list(dict.fromkeys(LZ.method))
+    fig, axes = plt.subplots(1, len(meths), figsize=(3.2 * len(meths), 2.8), squeeze=False, sharey=True)
+    for ax, mth in zip(axes[0], meths):
+        for blk, d in LZ[LZ.method == mth].groupby("block", sort=False):
+            ax.plot(d.epoch, d.normalised, marker="o", ms=3, label=blk)
+        ax.set_title(mth)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel("relative ‖ΔW‖ / block max")
+    fig.tight_layout()
+    viz.save_figure(fig, out_dir, "laziness_all")
+else:
+    fig = None
+    print("no laziness records (no method was trained here and no notebook saved laziness.json)")
+fig
+
+# %%
+LAZY = {get_method(n).title: summarise(r, threshold=1e-3) for n, r in lazy_records.items() if r}
+RESULTS["laziness_fraction_above_1e-3"] = LAZY
+pd.DataFrame(LAZY).T.round(2)
+
+# %% [markdown]
+# ## 9 · Results
+#
+# `results.json` holds every table above; `python -m fusionlib.report runs/06_benchmark/results.json`
+# prints the README's results table from it (with the profile, device and date it was measured).
+
+# %%
+RESULTS["seconds_total"] = time.perf_counter() - T0
+record(out_dir, RESULTS, meta=S)
+print(f"done in {RESULTS['seconds_total']:.0f} s; results -> {Path(out_dir) / 'results.json'}")
+
+# %% [markdown]
+# ## Questions for a reading group
+#
+# 1. Which ranking changes between the `tang` and `cddfuse` tables, and which metric definitions cause it?
+# 2. Do the classical rules win any metric significantly? What does that say about the metric?
+# 3. Which method's cost grows fastest from 256×256 to 480×640, and why (attention, FFT, U-Net depth)?
+# 4. Compare the laziness curves: which blocks of which methods stop changing first?
+# 5. Is a significant difference on 2 or 20 images evidence of a better method? What else would you need?
