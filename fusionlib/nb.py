@@ -81,6 +81,23 @@ def setup(*, seed: int = 0, device: str = "auto", profile: str = "auto", out_dir
     return Setup(device=dev, profile=prof, seed=seed, out_dir=out, versions=versions)
 
 
+def budget(budgets: dict[str, dict[str, Any]], profile: str, **overrides: Any) -> dict[str, Any]:
+    """The notebook's budget for ``profile`` (a copy), with the non-None ``overrides`` (e.g. ``epochs``), printed.
+
+    Examples:
+        >>> budget({"smoke": {"epochs": 2, "crop": 64}}, "smoke", epochs=None, crop=32)
+        budget: {'epochs': 2, 'crop': 32}
+        {'epochs': 2, 'crop': 32}
+    """
+    if profile not in budgets:
+        raise ValueError(f"no budget for profile {profile!r}; this notebook defines {sorted(budgets)}")
+    b = dict(budgets[profile])
+    b.update({k: (int(v) if isinstance(v, float) and v.is_integer() else v)
+              for k, v in overrides.items() if v is not None})
+    print("budget:", b)
+    return b
+
+
 HIDDEN_SOURCES: set[str] = set()
 """``module.Name`` of the exercise targets whose source ``show`` hides (set by a student notebook)."""
 

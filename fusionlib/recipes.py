@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Recipe", "recipe_dataset", "recipe_loader", "recipe_epochs", "make_optimizer", "make_scheduler"]
+__all__ = ["Recipe", "recipe_dataset", "recipe_loader", "recipe_epochs", "make_optimizer", "make_scheduler",
+           "train_with_recipe"]
 
 
 @dataclass(frozen=True)
@@ -158,3 +159,23 @@ def make_scheduler(recipe: Recipe, optimizer, total_epochs: int):
     import torch
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, recipe.lr_lambda(total_epochs))
+
+
+def train_with_recipe(model, criterion, loader, *, recipe: Recipe, device="auto", seed: int = 0, out_dir=None,
+                      epochs: int | None = None, callbacks=(), max_steps_per_epoch: int | None = None,
+                      progress: bool = True):
+    """``fusionlib.train.fit`` with one criterion and the recipe's optimiser, schedule and clipping.
+
+    The common body of ``train_<paper>`` for methods trained by a single loss ``criterion(fused, ir, vi)``
+    (SIBA, LKC-FUNet, TinyFuse). ``epochs`` / ``max_steps_per_epoch`` default to what the recipe's
+    budget gives on this loader (:func:`recipe_epochs`). Returns the ``History``.
+    """
+    from fusionlib.train import fit
+
+    auto_epochs, auto_cut = recipe_epochs(recipe, len(loader))
+    epochs = int(epochs or auto_epochs)
+    opt = make_optimizer(recipe, model.parameters())
+    sched = make_scheduler(recipe, opt, epochs) if recipe.scheduler != "none" else None
+    return fit(model, criterion, loader, epochs=epochs, optimizer=opt, scheduler=sched, device=device, seed=seed,
+               out_dir=out_dir, clip_grad_norm=recipe.clip_grad_norm, callbacks=list(callbacks),
+               max_steps_per_epoch=max_steps_per_epoch or auto_cut, progress=progress)

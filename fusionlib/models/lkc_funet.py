@@ -622,30 +622,16 @@ def train_lkc_funet(model: nn.Module, loader: Any, *, recipe: Recipe, device: st
                     progress: bool = True, criterion: Callable | None = None):
     """Train LKC-FUNet with ``LKCLoss`` (L_ssim + L_int + L_grad) and the recipe's Adam; returns a ``History``.
 
-    ``epochs`` overrides the recipe; a recipe with only ``max_steps`` becomes ``ceil(max_steps / steps per
-    epoch)`` epochs with the last ones cut by ``max_steps_per_epoch`` when given.
+    ``epochs`` / ``max_steps_per_epoch`` default to what the recipe's budget gives on this loader
+    (:func:`fusionlib.recipes.recipe_epochs`).
     """
     from fusionlib.losses.lkc import LKCLoss
-    from fusionlib.train import fit
+    from fusionlib.recipes import train_with_recipe
 
     crit = criterion if criterion is not None else LKCLoss()
-    if epochs is None:
-        if recipe.epochs is not None:
-            epochs = recipe.epochs
-        else:
-            per = max_steps_per_epoch or max(1, len(loader))
-            epochs = max(1, -(-recipe.max_steps // per))
-            max_steps_per_epoch = min(per, recipe.max_steps)
-    if recipe.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
-    elif recipe.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, recipe.lr_lambda(epochs)) if recipe.scheduler != "none" else None
-    return fit(model, crit, loader, epochs=int(epochs), optimizer=opt, scheduler=sched, device=device, seed=seed,
-               out_dir=out_dir, clip_grad_norm=recipe.clip_grad_norm, callbacks=list(callbacks),
-               max_steps_per_epoch=max_steps_per_epoch, progress=progress)
+    return train_with_recipe(model, crit, loader, recipe=recipe, device=device, seed=seed, out_dir=out_dir,
+                             epochs=epochs, callbacks=callbacks, max_steps_per_epoch=max_steps_per_epoch,
+                             progress=progress)
 
 
 register_model("lkc_funet", LKCFUNet, LKCFUNetConfig())

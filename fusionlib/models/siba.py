@@ -335,12 +335,8 @@ def train_siba(model: SIBA, loader, *, recipe: Recipe, device="auto", seed: int 
     ``epochs`` / ``max_steps_per_epoch`` default to what the recipe's budget gives on this loader
     (:func:`fusionlib.recipes.recipe_epochs`). Returns the :class:`fusionlib.train.History`.
     """
-    from fusionlib.recipes import make_optimizer, make_scheduler, recipe_epochs
-    from fusionlib.train import fit
+    from fusionlib.recipes import train_with_recipe
 
-    auto_epochs, auto_cut = recipe_epochs(recipe, len(loader))
-    epochs = epochs or auto_epochs
-    opt = make_optimizer(recipe, model.parameters())
-    return fit(model, SIBALoss(), loader, epochs=epochs, optimizer=opt, scheduler=make_scheduler(recipe, opt, epochs),
-               device=device, seed=seed, out_dir=out_dir, clip_grad_norm=recipe.clip_grad_norm, callbacks=callbacks,
-               max_steps_per_epoch=max_steps_per_epoch or auto_cut, progress=progress)
+    return train_with_recipe(model, SIBALoss(), loader, recipe=recipe, device=device, seed=seed, out_dir=out_dir,
+                             epochs=epochs, callbacks=callbacks, max_steps_per_epoch=max_steps_per_epoch,
+                             progress=progress)

@@ -91,12 +91,8 @@ def train_tinyfuse(model: TinyFuse, loader, *, recipe: Recipe, device="auto", se
                    epochs: int | None = None, callbacks=(), max_steps_per_epoch: int | None = None,
                    progress: bool = True):
     """Train TinyFuse with ``TinyFuseLoss`` and the recipe's optimiser and schedule; returns the History."""
-    from fusionlib.recipes import make_optimizer, make_scheduler, recipe_epochs
-    from fusionlib.train import fit
+    from fusionlib.recipes import train_with_recipe
 
-    auto_epochs, auto_cut = recipe_epochs(recipe, len(loader))
-    epochs = epochs or auto_epochs
-    opt = make_optimizer(recipe, model.parameters())
-    return fit(model, TinyFuseLoss(), loader, epochs=epochs, optimizer=opt, scheduler=make_scheduler(recipe, opt, epochs),
-               device=device, seed=seed, out_dir=out_dir, clip_grad_norm=recipe.clip_grad_norm, callbacks=callbacks,
-               max_steps_per_epoch=max_steps_per_epoch or auto_cut, progress=progress)
+    return train_with_recipe(model, TinyFuseLoss(), loader, recipe=recipe, device=device, seed=seed, out_dir=out_dir,
+                             epochs=epochs, callbacks=callbacks, max_steps_per_epoch=max_steps_per_epoch,
+                             progress=progress)

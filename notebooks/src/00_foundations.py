@@ -46,7 +46,7 @@ from fusionlib.laziness import LazinessTracker, summarise
 from fusionlib.atomic import atomic_save
 from fusionlib.methods import save_laziness
 from fusionlib.models.tinyfuse import TINYFUSE_RECIPES, TinyFuse, train_tinyfuse
-from fusionlib.nb import record, setup, show
+from fusionlib.nb import budget, record, setup, show
 from fusionlib.train import make_loader
 
 S = setup(seed=seed, device=device, profile=profile, out_dir=out_dir)
@@ -55,10 +55,7 @@ BUDGETS = {  # crop px, batch, epochs, steps per epoch, evaluation pairs per set
     "lab": dict(crop=128, batch=8, epochs=30, steps=50, n_eval=None),
     "paper": dict(crop=128, batch=8, epochs=100, steps=None, n_eval=None),
 }
-B = dict(BUDGETS[S.profile])
-if epochs is not None:
-    B["epochs"] = int(epochs)
-print("budget:", B)
+B = budget(BUDGETS, S.profile, epochs=epochs)
 RESULTS: dict = {"budget": B}
 T0 = time.perf_counter()
 

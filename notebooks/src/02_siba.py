@@ -52,7 +52,7 @@ from fusionlib.models import create_model
 from fusionlib.atomic import atomic_save
 from fusionlib.methods import save_laziness
 from fusionlib.models.siba import CBSM, PAPER, SCA, SIBA_RECIPES, SCABlock, SIBALoss, train_siba
-from fusionlib.nb import record, setup, show
+from fusionlib.nb import budget, record, setup, show
 from fusionlib.probes import capture
 from fusionlib.train import make_loader
 
@@ -63,11 +63,8 @@ BUDGETS = {  # crop px, batch, epochs, steps per epoch, attention crop, evaluati
     "paper": dict(crop=128, batch=4, epochs=60, steps=None, att_crop=256, n_eval=None, eval_crop=None,
                   latency_full=True),
 }
-B = dict(BUDGETS[S.profile])
-if epochs is not None:
-    B["epochs"] = int(epochs)
-print("budget:", B)
-RESULTS: dict = {"budget": {k: (list(v) if isinstance(v, tuple) else v) for k, v in B.items()}}
+B = budget(BUDGETS, S.profile, epochs=epochs)
+RESULTS: dict = {"budget": B}
 T0 = time.perf_counter()
 
 released = None

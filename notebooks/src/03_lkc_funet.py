@@ -56,7 +56,7 @@ from fusionlib.losses.lkc import LKCLoss
 from fusionlib.models import create_model
 from fusionlib.models.lkc_funet import (LKC_RECIPES, MPAFM, PAPER, InitBlock, LKCBlock, LKCFUNet, LKDCBlock,
                                         lkc_loader, load_lkc_golden, train_lkc_funet)
-from fusionlib.nb import record, setup, show
+from fusionlib.nb import budget, record, setup, show
 
 S = setup(seed=seed, device=device, profile=profile, out_dir=out_dir)
 BUDGETS = {  # sizes in px; steps = optimiser steps; None = the whole set / full images
@@ -70,10 +70,7 @@ BUDGETS = {  # sizes in px; steps = optimiser steps; None = the whole set / full
                   abl_eval_crop=None, norm_crop=None, erf_crop=128, erf_images=16, n_eval=None, eval_crop=None, lat_size=256,
                   att_crop=256),
 }
-B = dict(BUDGETS[S.profile])
-if epochs is not None:
-    B["epochs"] = int(epochs)
-print("budget:", B)
+B = budget(BUDGETS, S.profile, epochs=epochs)
 RESULTS: dict = {"budget": B}
 T0 = time.perf_counter()
 SHARED = (Path(fusionlib.__file__).resolve().parents[1].parent / "shared") if shared_root == "auto" else (

@@ -57,7 +57,7 @@ from fusionlib.losses.rpfnet import (RPFNetLoss, frequency_contrastive_loss, rpf
                                      saliency_structure_loss)
 from fusionlib.models.rpfnet import (CPM, FDFM, PAPER, RPM, RPFNET_RECIPES, RPFNet, RPFNetAux, RPFNetStage,
                                      rpfnet_infer, train_rpfnet)
-from fusionlib.nb import record, setup, show
+from fusionlib.nb import budget, record, setup, show
 from fusionlib.ops.studio import released_colour
 from fusionlib.probes import Recorder
 from fusionlib.train import make_loader
@@ -75,11 +75,8 @@ BUDGETS = {  # training epochs/steps per epoch; experiment steps; analysis crops
     "paper": dict(recipe="paper", epochs=100, steps=None, exp_steps=50, walk_crop=96, crop=256, psd_crop=480,
                   n_eval=None, n_med=None, eval_crop=None, med_crop=None, latency_full=True, lat_repeats=5),
 }
-B = dict(BUDGETS[S.profile])
-if epochs is not None:
-    B["epochs"] = int(epochs)
-print("budget:", B)
-RESULTS: dict = {"budget": {k: (list(v) if isinstance(v, tuple) else v) for k, v in B.items()}}
+B = budget(BUDGETS, S.profile, epochs=epochs)
+RESULTS: dict = {"budget": B}
 T0 = time.perf_counter()
 
 released = None

@@ -45,7 +45,7 @@ import torch
 from fusionlib import data, metrics, profiling, stats, viz
 from fusionlib.laziness import summarise
 from fusionlib.methods import Fuser, default_weights, get_method, list_methods, load_laziness, train_method
-from fusionlib.nb import record, setup
+from fusionlib.nb import budget, record, setup
 
 S = setup(seed=seed, device=device, profile=profile, out_dir=out_dir)
 BUDGETS = {  # training steps when a method must be trained here; evaluation pairs per set and crop
@@ -54,10 +54,8 @@ BUDGETS = {  # training steps when a method must be trained here; evaluation pai
     "paper": dict(train_steps=None, n_eval=None, eval_crop=None, latency_repeats=10,
                   sizes=((256, 256), (480, 640))),
 }
-B = dict(BUDGETS[S.profile])
-print("budget:", B)
-RESULTS: dict = {"budget": {k: (list(map(list, v)) if k == "sizes" else (list(v) if isinstance(v, tuple) else v))
-                            for k, v in B.items()}}
+B = budget(BUDGETS, S.profile)
+RESULTS: dict = {"budget": B}
 RELEASED = {"siba": siba_checkpoint, "rpfnet": rpfnet_checkpoint}
 NAMES = list(methods) if methods else list_methods()
 print("methods:", NAMES)
