@@ -407,7 +407,8 @@ fig
 # otherwise through the network trained above (then the maps are close to their initial state).
 
 # %%
-att_model, att_label = (released, "released SIBA_epoch60") if released is not None else (net, "smoke-trained SIBA")
+TRAINED = f"SIBA ({S.profile}-trained here)"
+att_model, att_label = (released, "released SIBA_epoch60") if released is not None else (net, TRAINED)
 c = B["att_crop"]
 crops = {"night 00004N": (ir_n[..., 200:200 + c, 480:480 + c], vi_n[..., 200:200 + c, 480:480 + c]),
          "day 00055D": (ir_d[..., 200:200 + c, 240:240 + c], vi_d[..., 200:200 + c, 240:240 + c])}
@@ -481,14 +482,14 @@ viz.attention_explorer({b: caps["night 00004N"][f"{b}.attn.attend"] for b in CA}
 # %% [markdown]
 # ## 9 · The fused image and its spectrum
 #
-# Fusion of the night crop by the baselines, the smoke-trained SIBA, and (when given) the released
+# Fusion of the night crop by the baselines, the SIBA trained in §7, and (when given) the released
 # weights. Outputs are clamped to [0, 1] as in the authors' test script. The radial power spectral
 # density shows which spatial frequencies each image keeps.
 
 # %%
 a, b = crops["night 00004N"]
 with torch.no_grad():
-    fused = {"average": average_fusion(a, b), "max": max_fusion(a, b), "SIBA (smoke-trained)": net(a, b).clamp(0, 1)}
+    fused = {"average": average_fusion(a, b), "max": max_fusion(a, b), TRAINED: net(a, b).clamp(0, 1)}
     if released is not None:
         fused["SIBA released"] = released.forward_fast(a, b).clamp(0, 1)
 fig = viz.show_images({"IR": a, "VI": b, **fused}, ncols=6, panel_size=2.6)
@@ -527,7 +528,7 @@ RESULTS["high_freq_power"]
 # %%
 T1 = ["VIF", "SCD", "MI", "Qabf", "SSIM", "MS_SSIM", "FMI_pixel"]
 names = msrs.names[:B["n_eval"]] if B["n_eval"] else msrs.names
-methods = {"average": average_fusion, "max": max_fusion, "SIBA smoke-trained": lambda x, y: net(x, y)}
+methods = {"average": average_fusion, "max": max_fusion, TRAINED: lambda x, y: net(x, y)}
 if released is not None:
     methods["SIBA released"] = released.forward_fast
 rows = []
@@ -549,7 +550,7 @@ t_eval = time.perf_counter() - t_eval
 df = pd.DataFrame(rows)
 table = df.groupby("method")[T1].mean()
 size_note = "full 480x640" if B["eval_crop"] is None else f"centre {B['eval_crop'][0]}x{B['eval_crop'][1]} crops"
-print(f"MSRS test pairs {list(names)} ({size_note}), preset 'tang'; SIBA smoke-trained = "
+print(f"MSRS test pairs {list(names)} ({size_note}), preset 'tang'; {TRAINED} = "
       f"{RESULTS['training']['steps']} steps of {B['batch']}x{B['crop']}² crops; metrics in {t_eval:.1f} s")
 table.round(4)
 
