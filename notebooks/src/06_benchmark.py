@@ -9,9 +9,9 @@
 # `fusionlib.profiling`, `fusionlib.laziness`. The `fuse` command (`python -m fusionlib.fuse`) runs
 # the same `Fuser` this notebook uses.
 #
-# **Where the weights come from.** For each network, in this order: the weights its paper notebook
-# saved in `runs/<notebook>/weights.pt` (what `make run` produces before this notebook), the
-# authors' released weights when given as a parameter (SIBA, RPFNet), or else a training run through
+# **Where the weights come from.** For each network, in this order: the authors' released weights
+# when given as a parameter (SIBA, RPFNet), the weights its paper notebook saved in
+# `runs/<notebook>/weights.pt` (what `make run` produces before this notebook), or else a training run through
 # the library *here*, with the method's own `train_<paper>` function and its recipe at this
 # profile. The table says which, per method: never compare a 4-step smoke network with a released
 # one without reading that column.
@@ -75,12 +75,12 @@ for name in NAMES:
         fusers[name], origin[name] = Fuser(name, device=S.device), "rule (no weights)"
         continue
     w = default_weights(name, runs_dir)
-    if w is not None:
-        origin[name] = f"{m.notebook} run ({w})"
-        lazy_records[name] = load_laziness(name, runs_dir)
-    elif RELEASED.get(name):
+    if RELEASED.get(name):  # asked for explicitly: wins over this repository's runs
         w = Path(RELEASED[name])
         origin[name] = f"authors' released weights ({w.name})"
+    elif w is not None:
+        origin[name] = f"{m.notebook} run ({w})"
+        lazy_records[name] = load_laziness(name, runs_dir)
     else:
         t = train_method(name, S.profile, out_dir=Path(out_dir) / "trained" / name, device=S.device, seed=seed,
                          progress=False, max_steps=B["train_steps"])
