@@ -20,13 +20,15 @@ from torch import nn
 __all__ = ["load_tensors", "load_mapped_state_dict", "siba_key_map", "load_siba_released"]
 
 
-def load_tensors(path: str | Path, *, key: str | None = None) -> dict[str, torch.Tensor]:
+def load_tensors(path: str | Path, *, key: str | None = None, optional: bool = False) -> dict[str, torch.Tensor]:
     """Read a ``{name: tensor}`` mapping with ``torch.load(weights_only=True, map_location="cpu")``.
 
     Args:
         path: a ``.pth`` / ``.pt`` file.
         key: when the file holds a dict of dicts (``{"model": state_dict}``), the entry to return;
             None returns the top level.
+        optional: with ``key``, fall back to the top level when the file has no such entry (reads both a
+            plain state dict and ``{"model": state_dict, ...}`` as in ``last.pt``, with one read).
 
     Raises:
         FileNotFoundError: the file is missing.
@@ -40,7 +42,7 @@ def load_tensors(path: str | Path, *, key: str | None = None) -> dict[str, torch
     except Exception as e:  # unpickling refused or a corrupt file
         raise ValueError(f"{path}: cannot be read as tensors with weights_only=True "
                          f"({type(e).__name__}: {e})") from e
-    if key is not None:
+    if key is not None and not (optional and not (isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping))):
         if not isinstance(obj, Mapping) or key not in obj:
             found = sorted(obj)[:10] if isinstance(obj, Mapping) else type(obj).__name__
             raise ValueError(f"{path}: expected a dict with entry {key!r}, found {found}")

@@ -14,7 +14,11 @@ RPFNet, the authors' released weights (recognised by their key names).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
+import shutil
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,10 +115,7 @@ def default_weights(name: str, runs: str | Path = "runs") -> Path | None:
 
 def _state_dict_from(path: Path) -> dict[str, torch.Tensor]:
     """A plain state_dict, or the ``"model"`` entry of ``{"model": state_dict, ...}`` (``last.pt``, SIBA's file)."""
-    top = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(top, Mapping) and isinstance(top.get("model"), Mapping):
-        return load_tensors(path, key="model")
-    return load_tensors(path)
+    return load_tensors(path, key="model", optional=True)
 
 
 def load_model(name: str, weights: str | Path | None) -> nn.Module:
@@ -175,7 +176,6 @@ class Fuser:
         self.model = None if self.method.rule else load_model(name, weights).to(self.device)
         self.infer = _resolve(self.method.infer) if self.method.infer else None
         self.infer_kwargs = {**self.method.infer_kwargs, **infer_kwargs}
-        self.weights = None if weights is None else Path(weights)
 
     def forward_only(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """The network (or rule) alone on already padded, on-device inputs."""
@@ -236,9 +236,6 @@ def train_method(name: str, profile: str = "smoke", *, out_dir: str | Path, devi
     (an interrupted run resumes there unless ``resume=False``); the laziness records to
     ``out_dir/laziness.json``. ``max_steps`` caps the recipe's optimiser steps (a shorter run, same recipe).
     """
-    import shutil
-    import time
-
     from fusionlib.atomic import atomic_save
     from fusionlib.laziness import LazinessTracker
     from fusionlib.models import create_model
@@ -252,8 +249,6 @@ def train_method(name: str, profile: str = "smoke", *, out_dir: str | Path, devi
         raise ValueError(f"{name} has no {profile!r} recipe; it has {sorted(recipes)}")
     recipe = recipes[profile]
     if max_steps is not None:
-        import dataclasses
-
         recipe = dataclasses.replace(recipe, max_steps=min(max_steps, recipe.max_steps or max_steps))
     out_dir = Path(out_dir)
     if not resume and (out_dir / "train").exists():
@@ -276,8 +271,6 @@ def train_method(name: str, profile: str = "smoke", *, out_dir: str | Path, devi
 
 def save_laziness(records: list[dict], out_dir: str | Path) -> Path:
     """``out_dir/laziness.json``: a training run's laziness records, read back by the benchmark notebook."""
-    import json
-
     from fusionlib.atomic import atomic_write_text
 
     return atomic_write_text(Path(out_dir) / "laziness.json", json.dumps(list(records)) + "\n")
@@ -285,8 +278,6 @@ def save_laziness(records: list[dict], out_dir: str | Path) -> Path:
 
 def load_laziness(name: str, runs: str | Path = "runs") -> list[dict] | None:
     """The laziness records the notebook of ``name`` saved in ``runs/<notebook>/laziness.json``, if any."""
-    import json
-
     m = get_method(name)
     p = Path(runs) / (m.notebook or "-") / "laziness.json"
     return json.loads(p.read_text()) if p.is_file() else None
