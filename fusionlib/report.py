@@ -30,7 +30,12 @@ def _fmt(v: Any) -> str:
 
 def results_markdown(results: dict[str, Any], *, sets: tuple[str, ...] = ("msrs", "tno", "harvard_pet"),
                      preset: str = "tang", metrics: tuple[str, ...] = DEFAULT_METRICS) -> str:
-    """Markdown tables (one per data set) of the benchmark's mean metrics, with provenance."""
+    """Markdown tables (one per data set) of the benchmark's mean metrics, with provenance.
+
+    When ``results["paper_reported"]`` holds entries (the notebook stores
+    :func:`fusionlib.paper_numbers.results_block`), each table also gets the paper's own row for
+    that set, if the paper's evaluator matches ``preset``.
+    """
     meta = results.get("meta", {})
     tables = results.get("tables", {})
     if not tables:
@@ -44,6 +49,8 @@ def results_markdown(results: dict[str, Any], *, sets: tuple[str, ...] = ("msrs"
     if weights:
         lines.append("Weights: " + "; ".join(f"{k}: {v}" for k, v in weights.items()) + ".")
         lines.append("")
+    paper = (results.get("paper_reported") or {}).get("entries", [])
+    shown_paper = False
     for s in sets:
         t = tables.get(f"{s}/{preset}")
         if not t:
@@ -52,7 +59,18 @@ def results_markdown(results: dict[str, Any], *, sets: tuple[str, ...] = ("msrs"
         lines += [f"**{s}**", "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for meth, row in t.items():
             lines.append(f"| {meth} | " + " | ".join(_fmt(row.get(c, "")) for c in cols) + " |")
+        for e in paper:  # the papers' own values, only under the preset matching their evaluator
+            if e.get("dataset") != s or e.get("preset") != preset or not any(c in e["values"] for c in cols):
+                continue
+            label = f"{e.get('title', e['method'])} (paper, full test set)"
+            lines.append(f"| {label} | " + " | ".join(_fmt(e["values"].get(c, "")) for c in cols) + " |")
+            shown_paper = True
         lines.append("")
+    if shown_paper:
+        lines += ["Rows marked *paper* are the values each paper reports on its full test set with its own "
+                  "network (sources and quotes: `fusionlib/paper_numbers.json`); ours use the bundled "
+                  "subsets, so they compare in kind only; a blank cell is a metric the paper does not "
+                  "report.", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -166,3 +166,15 @@ def test_report_renders_tables_with_provenance_and_rewrites_only_the_block(tmp_p
     assert update_readme(readme, md) is False
     with pytest.raises(ValueError, match="no 'tables'"):
         results_markdown({"meta": {}})
+
+
+def test_report_adds_paper_rows_only_under_their_preset():
+    from fusionlib.report import results_markdown
+
+    res = {"meta": {}, "tables": {"msrs/tang": {"SIBA": {"VIF": 0.9, "SSIM": 0.7}},
+                                  "msrs/cddfuse": {"SIBA": {"VIF": 1.8, "SSIM": 1.4}}},
+           "paper_reported": {"entries": [{"method": "siba", "title": "SIBA", "dataset": "msrs", "preset": "tang",
+                                           "values": {"VIF": 1.061, "MS_SSIM": 0.975}}]}}
+    md = results_markdown(res, sets=("msrs",))
+    assert "| SIBA (paper, full test set) | 1.061 |  |" in md and "compare in kind only" in md
+    assert "(paper" not in results_markdown(res, sets=("msrs",), preset="cddfuse")
