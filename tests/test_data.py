@@ -405,3 +405,18 @@ def test_manifest_passes_on_bundle_and_detects_changes(tmp_path, repo):
     assert "missing file" in problems[1] and Path(rel1).name in problems[1]
     with pytest.raises(FusionDataError, match="manifest not found"):
         data.verify_manifest(tmp_path / "nothing")
+
+
+def test_read_image_lanczos_half_matches_pillow_file_resize(repo, tmp_path):
+    """``scale=0.5`` is what resizing the file with Pillow's Lanczos and re-reading it gives (M3FD, SIBA)."""
+    src = next((repo / "data" / "m3fd_sample" / "vi").iterdir())
+    with Image.open(src) as im:
+        w, h = im.size
+        im.convert("RGB").resize((w // 2, h // 2), Image.LANCZOS).save(tmp_path / "half.png")
+    ours = data.read_image(src, "y", scale=0.5)
+    assert ours.shape == (1, h // 2, w // 2)
+    assert torch.equal(ours, data.read_image(tmp_path / "half.png", "y"))
+    g16 = np.full((6, 8, 1), 40000, np.uint16)
+    assert data.resize_lanczos(g16, 0.5).shape == (3, 4, 1) and int(data.resize_lanczos(g16, 0.5)[0, 0, 0]) == 40000
+    with pytest.raises(FusionDataError, match="positive"):
+        data.resize_lanczos(g16, 0.0)

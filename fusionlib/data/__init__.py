@@ -40,6 +40,7 @@ from fusionlib.data.io import (
     ImageInfo,
     image_info,
     read_image,
+    resize_lanczos,
     save_image,
 )
 from fusionlib.data.layouts import LAYOUTS, Layout, get_layout
@@ -62,6 +63,7 @@ __all__ = [
     "ImageInfo",
     "image_info",
     "read_image",
+    "resize_lanczos",
     "save_image",
     # colour
     "split_luma",
