@@ -38,6 +38,7 @@ from fusionlib.metrics.presets import Ctx, get_preset  # noqa: E402
 TAG, RULE = "msrs_00004N", "max"
 # toolbox key in timings.json per preset, and the toolbox's name for our metric where it differs
 REF_KEYS = {"tang": ["tang_octave"], "cddfuse": ["cddfuse_pinned_py38"], "lkc": ["cddfuse_pinned_py38"]}
+SLOW = ("FMI_dct", "FMI_w")
 REF_NAMES = {"cddfuse": {"VIF": "VIFF"}, "lkc": {"VIF": "VIFF", "SSIM": "SSIM_dr255"}}
 
 
@@ -77,7 +78,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--presets", nargs="+", default=["cddfuse", "tang"])
-    ap.add_argument("--with-slow", action="store_true", help="also time FMI_dct (about 1-2 s)")
+    ap.add_argument("--with-slow", action="store_true", help="also time FMI_dct and FMI_w (seconds each)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
@@ -92,7 +93,7 @@ def main() -> None:
     f_, a_, b_ = (to_levels(x, n) for x, n in ((fused, "fused"), (a, "a"), (b, "b")))
     for preset in args.presets:
         p = get_preset(preset)
-        names = [m for m in list_metrics(preset) if args.with_slow or m != "FMI_dct"]
+        names = [m for m in list_metrics(preset) if args.with_slow or m not in SLOW]
         refs = [k for k in REF_KEYS.get(preset, []) if timings and k in timings]
         head = f"\n[{preset}]\n  {'metric':<14} {'ours med':>9} {'ours min':>9}"
         for k in refs:
@@ -121,7 +122,7 @@ def main() -> None:
         for k in refs:
             line += f"   {tot_ref[k]:27.4f} {'':>8} {tot_ref[k] / tot_ours:6.0f}x"
         print(line)
-        all_label = "all metrics" + ("" if args.with_slow else " but FMI_dct")
+        all_label = "all metrics" + ("" if args.with_slow else " but FMI_dct, FMI_w")
         for label, sel in (("toolbox set", None), (all_label, names)):
             med, mn = _time(lambda: evaluate(fused, a, b, preset, sel), args.repeats)
             line = f"  evaluate(), {label}: median {med * 1e3:.1f} ms, min {mn * 1e3:.1f} ms"

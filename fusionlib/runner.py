@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         key, value = kv.split("=", 1)
         extra[key] = value
-    print(f"profile {profile!r} ({'GPU found' if profile == 'lab' else 'no GPU: CPU smoke run'}"
-          f"{'' if args.profile == 'auto' else ', set by --profile'}); {len(notebooks)} notebook(s) -> {args.out}/")
+    why = ("set by --profile" if args.profile != "auto"
+           else "auto: GPU found" if profile == "lab" else "auto: no GPU, CPU smoke run")
+    print(f"profile {profile!r} ({why}); {len(notebooks)} notebook(s) -> {args.out}/")
     failures, summary = [], []
     for i, nb in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {nb.name}", flush=True)

@@ -58,7 +58,7 @@ def triple():
 
 
 def _all_but_slow(preset: str) -> list[str]:
-    return [m for m in list_metrics(preset) if m not in ("FMI_dct", "MS_SSIM_wang")]
+    return [m for m in list_metrics(preset) if m not in ("FMI_dct", "FMI_w", "MS_SSIM_wang")]
 
 
 # ------------------------------------------------------------------------------- known answers
@@ -139,6 +139,49 @@ def test_fmi_identical_is_one_and_dct_feature_runs():
     y = _img(6, h=16, w=16).double()
     v = float(fmi(y, _img(7, h=16, w=16).double(), _img(8, h=16, w=16).double(), feature="dct")[0])
     assert 0.0 < v < 1.0
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 32, 32), (1, 1, 37, 20), (1, 1, 5, 9)])
+def test_dwt2_dmey_matches_pywavelets(shape):
+    """MATLAB dwt2(x, 'dmey') in its default 'sym' mode = pywt.dwt2(x, 'dmey', mode='symmetric');
+    (5, 9) is shorter than the 61-sample extension, which then reflects more than once."""
+    pywt = pytest.importorskip("pywt")
+    from fusionlib.metrics.wavelet import dmey_filters, dwt2
+
+    w = pywt.Wavelet("dmey")
+    lo, hi = dmey_filters()
+    assert lo.tolist() == list(w.dec_lo) and hi.tolist() == list(w.dec_hi)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, shape, generator=g).double()
+    ours = dwt2(x)
+    for i in range(shape[0]):
+        ca, (ch, cv, cd) = pywt.dwt2(x[i, 0].numpy(), "dmey", mode="symmetric")
+        for o, r in zip(ours, (ca, ch, cv, cd)):
+            assert o.shape[-2:] == r.shape == ((shape[2] + 61) // 2, (shape[3] + 61) // 2)
+            assert torch.allclose(o[i, 0], torch.from_numpy(r), rtol=0.0, atol=1e-10)
+
+
+def test_fmi_wavelet_feature_layout_and_values():
+    from fusionlib.metrics.information import dwt_feature
+    from fusionlib.metrics.wavelet import dwt2
+
+    x = _img(12, h=16, w=20).double()
+    feat = dwt_feature(x)
+    ca, ch, cv, cd = dwt2(x)
+    h, w = ca.shape[-2:]
+    assert feat.shape == (1, 1, 2 * h, 2 * w) == (1, 1, 76, 80)
+    assert float(feat.min()) == 0.0 and float(feat.max()) == 1.0  # rerange: [0, 1]
+    full = torch.cat([torch.cat([ca, ch], -1), torch.cat([cv, cd], -1)], -2)  # [cA cH; cV cD]
+    lin = (full - full.min()) / (full.max() - full.min())
+    assert torch.allclose(feat, lin, atol=1e-15)
+    assert torch.equal(dwt_feature(torch.zeros(1, 1, 8, 8)), torch.ones(1, 1, 68, 68))  # flat -> ones
+    y, a, b = (_img(s, b=2, h=12, w=12).double() for s in (13, 14, 15))
+    assert torch.equal(fmi(y, y, y, feature="wavelet"), torch.ones(2, dtype=torch.float64))
+    v = fmi(y, a, b, feature="wavelet")
+    assert v.shape == (2,) and bool(((v > 0) & (v < 1)).all())
+    assert torch.allclose(v[1:], fmi(y[1:], a[1:], b[1:], feature="wavelet"), rtol=1e-12, atol=0)
+    assert list_metrics("tang").index("FMI_w") > list_metrics("tang").index("FMI_dct")
+    assert "FMI_w" not in list_metrics("tang", extras=False)  # slow: asked for by name or "all"
 
 
 def test_mef_ssim_equal_sources_and_fused_is_one():

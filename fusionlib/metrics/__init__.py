@@ -3,10 +3,14 @@
 Start with :func:`evaluate` and a preset (``"tang"``, ``"cddfuse"``, ``"lkc"``); see
 :mod:`fusionlib.metrics.presets` for what each preset fixes (sum vs mean over the sources, log
 base, rounding, data ranges, windows, PSNR). The per-metric functions live in ``basic``
-(EN SD SF AG MSE PSNR CC SCD), ``information`` (MI, FMI), ``vif``, ``qabf`` (Qabf, Nabf), ``ssim``
-(SSIM, MEF-SSIM, MS-SSIM) and ``psd`` (RPFNet-style spectra); they take ``(B, 1, H, W)`` images on
-the 0-255 scale and return ``(B,)``. (``vif.vif`` and ``qabf.qabf`` are reached through their
-modules, so that ``fusionlib.metrics.vif`` stays the module.)
+(EN SD SF AG MSE PSNR CC SCD), ``information`` (MI, FMI with edge / DCT / wavelet features),
+``vif``, ``qabf`` (Qabf, Nabf), ``ssim`` (SSIM, MEF-SSIM, MS-SSIM) and ``psd`` (RPFNet-style
+spectra); they take ``(B, 1, H, W)`` images on the 0-255 scale and return ``(B,)``. (``vif.vif``
+and ``qabf.qabf`` are reached through their modules, so that ``fusionlib.metrics.vif`` stays the
+module.) ``wavelet`` holds the one-level dmey ``dwt2`` (MATLAB's, in torch) behind Tang's
+``FMI_w``, which, unlike every other Tang metric, is ~2 % below the Octave reference numbers
+(see :func:`fusionlib.metrics.information.fmi`); FMI_dct and FMI_w are slow (seconds per image)
+and computed only when named or with ``metrics="all"``.
 
 Command line: ``python -m fusionlib.metrics --fused DIR --a DIR --b DIR --preset tang``.
 

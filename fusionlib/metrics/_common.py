@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,7 @@ __all__ = [
     "corr_valid_rows",
     "corr_valid_cols",
     "sep_corr_valid",
+    "sep_corr_valid_of",
     "box_mean_valid",
     "matlab_gaussian",
     "pearson",
@@ -191,17 +192,44 @@ def sep_corr_valid(
     return out
 
 
-def box_mean_valid(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Mean over ``size x size`` windows, "valid" region, via cumulative sums: ``(*, H, W)``.
+def sep_corr_valid_of(
+    make: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    taps_v: Sequence[float],
+    taps_h: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """:func:`sep_corr_valid` of ``make(x)`` without building ``make(x)`` for the whole image.
 
-    Sums of integer-valued float64 data are exact, so the mean is the correctly rounded
-    ``sum / size**2`` (used for scikit-image's uniform filter and the MEF-SSIM box window).
+    ``make`` must act row by row (e.g. stacking ``x`` with pointwise products of its channels:
+    ``(*, C, h, W) -> (*, C', h, W)``); it is called on blocks of rows of ``x``, so the stacked maps
+    exist only block by block, in cache. The result equals ``sep_corr_valid(make(x), ...)`` bit for bit.
     """
-    c = F.pad(x.cumsum(-2), (0, 0, 1, 0))
-    r = c[..., size:, :] - c[..., :-size, :]
-    c = F.pad(r.cumsum(-1), (1, 0))
-    s = c[..., size:] - c[..., :-size]
-    return s / float(size * size)
+    taps_h = taps_v if taps_h is None else taps_h
+    nv, nh = len(taps_v), len(taps_h)
+    h_out, w_out = x.shape[-2] - nv + 1, x.shape[-1] - nh + 1
+    if h_out < 1 or w_out < 1:
+        raise ValueError(f"image {tuple(x.shape[-2:])} is smaller than the {nv}x{nh} window")
+    first = make(x[..., : min(x.shape[-2], nv + 7), :])
+    per_row = max(1, first[..., 0, :].numel())
+    bs = max(8, _BLOCK_ELEMS // per_row)
+    out = torch.empty(*first.shape[:-2], h_out, w_out, dtype=first.dtype, device=first.device)
+    for r0 in range(0, h_out, bs):
+        r1 = min(h_out, r0 + bs)
+        blk = make(x[..., r0 : r1 + nv - 1, :])
+        out[..., r0:r1, :] = corr_valid_cols(corr_valid_rows(blk, taps_v), taps_h)
+    return out
+
+
+def box_mean_valid(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean over ``size x size`` windows, "valid" region: ``(*, H, W) -> (*, H - size + 1, W - size + 1)``.
+
+    Window sums by shifted slices (:func:`sep_corr_valid` with unit taps), then ``/ size**2``. On
+    data whose values and sums are exactly representable (integer levels, and their 2 x 2 means
+    and products in MEF-SSIM's coarser scales) every partial sum is exact, so the result is the
+    correctly rounded ``sum / size**2`` whatever the summation order (scikit-image's uniform
+    filter, the MEF-SSIM box window). Faster than cumulative sums along H, which stride badly.
+    """
+    return sep_corr_valid(x, [1.0] * size).div_(float(size * size))
 
 
 def matlab_gaussian(n: int, sigma: float) -> list[float]:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from fusionlib.metrics._common import warn_undefined
 
-__all__ = ["qabf", "nabf", "nabf_gradients"]
+__all__ = ["qabf", "nabf", "nabf_gradients", "petrovic_q"]
 
 
 def _sobel_zero_pad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,8 +83,11 @@ def _sobel_reflect_eighth(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return gv, gh
 
 
-def _petrovic_q(g_s, a_s, g_f, a_f) -> torch.Tensor:
-    """Edge preservation Q^{SF} of ``analysis_nabf.m`` (Petrovic's parameters, sqrt of the product)."""
+def petrovic_q(g_s, a_s, g_f, a_f) -> torch.Tensor:
+    """Edge preservation Q^{SF} of ``analysis_nabf.m`` (Petrovic's parameters, sqrt of the product).
+
+    Symmetric, bit for bit, in (S, F): min / max and ``|a_S - a_F|`` do not depend on the order.
+    """
     nrg, kg, sg = 0.9999, 19.0, 0.5
     nra, ka, sa = 0.9995, 22.0, 0.5
     zero = (g_s == 0) | (g_f == 0)
@@ -115,6 +118,7 @@ def nabf(
     s2: torch.Tensor,
     *,
     grads: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None,
+    q: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Nabf, fusion artefacts as modified by B. K. Shreyamsha Kumar (``analysis_nabf.m``); lower is better.
 
@@ -125,7 +129,9 @@ def nabf(
     Sobel /8 on a mirror-extended image; Td = 2, wt_min = 0.001, Lg = 1.5, Nrg = 0.9999,
     kg = 19, sigma_g = 0.5, Nra = 0.9995, ka = 22, sigma_a = 0.5;
     ``NABF = sum(na * ((1 - Q1F) w1 + (1 - Q2F) w2)) / sum(w1 + w2)`` with
-    ``na = gF > g1 and gF > g2``. ``grads`` may supply :func:`nabf_gradients` of (f, s1, s2).
+    ``na = gF > g1 and gF > g2``. ``grads`` may supply :func:`nabf_gradients` of (f, s1, s2), and
+    ``q`` the edge preservation maps ``(Q^{1F}, Q^{2F})`` (:func:`petrovic_q`, symmetric in its two
+    images, so the presets share Q^{AF} between ``Nabf`` and ``Nabf_argfix``).
     """
     if grads is None:
         grads = tuple(nabf_gradients(x) for x in (f, s1, s2))
@@ -133,9 +139,9 @@ def nabf(
     na = (g_f > g1) & (g_f > g2)
     num = torch.zeros(f.shape[0], dtype=g_f.dtype, device=g_f.device)
     den = torch.zeros_like(num)
-    for g, a in ((g1, a1), (g2, a2)):
+    for i, (g, a) in enumerate(((g1, a1), (g2, a2))):
         w = torch.where(g >= 2.0, g * torch.sqrt(g), 0.001)  # g ** 1.5
         den += w.sum((-3, -2, -1))
-        q = _petrovic_q(g, a, g_f, a_f)
-        num += torch.where(na, (1 - q) * w, 0.0).sum((-3, -2, -1))
+        q_sf = petrovic_q(g, a, g_f, a_f) if q is None else q[i]
+        num += torch.where(na, (1 - q_sf) * w, 0.0).sum((-3, -2, -1))
     return num / den

@@ -24,6 +24,7 @@ from fusionlib.metrics._common import (
     corr_valid_rows,
     matlab_gaussian,
     sep_corr_valid,
+    sep_corr_valid_of,
 )
 
 __all__ = [
@@ -55,7 +56,9 @@ def gauss11_replicate_maps(sources: torch.Tensor, fused: torch.Tensor) -> torch.
     """Gaussian (11 x 11, sigma 1.5) means of ``[S_k, F, S_i S_j, S_k F, F^2]`` with 'replicate'
     padding, full size: ``(B, n, H, W)``. The interior ``[..., 5:-5, 5:-5]`` is the "valid" result,
     so MATLAB ``ssim`` and the MEF-SSIM first scale share these maps."""
-    return sep_corr_valid(F.pad(_mef_gauss_inputs(sources, fused), (5, 5, 5, 5), mode="replicate"), _G11)
+    n_src = sources.shape[1]
+    padded = F.pad(torch.cat([sources, fused], 1), (5, 5, 5, 5), mode="replicate")
+    return sep_corr_valid_of(lambda x: _mef_gauss_inputs(x[:, :n_src], x[:, n_src:]), padded, _G11)
 
 
 def ssim_matlab_per_source(
@@ -180,12 +183,33 @@ def mef_ssim(
     """
     n_src = sources.shape[1]
     wsz = 11
-    npx = float(wsz * wsz)
-    src = [sources[:, i] for i in range(n_src)]
-    f = fused[:, 0]
     pairs = [(i, j) for i in range(n_src) for j in range(i, n_src)]
+
+    def box_inputs(x: torch.Tensor) -> torch.Tensor:  # [S_1..S_n, S_i S_j (i <= j)]
+        return torch.cat([x] + [x[:, i : i + 1] * x[:, j : j + 1] for i, j in pairs], 1)
+
     # box-window moments (filter2 with ones(11)/121, 'valid')
-    box = box_mean_valid(torch.stack(src + [src[i] * src[j] for i, j in pairs], 1), wsz)
+    box = sep_corr_valid_of(box_inputs, sources, [1.0] * wsz).div_(float(wsz * wsz))
+    # Gaussian-window moments of sources, fused and their products
+    if gauss_maps is None:
+        g = sep_corr_valid_of(lambda x: _mef_gauss_inputs(x[:, :n_src], x[:, n_src:]), torch.cat([sources, fused], 1), _G11)
+    else:
+        g = gauss_maps
+    # the rest is pointwise: run it on blocks of rows so the ~100 temporaries stay in cache
+    h = box.shape[-2]
+    bs = max(8, _POINTWISE_BLOCK // max(1, box[:, 0, 0, :].numel()))
+    qs = [_mef_q(box[..., r : r + bs, :], g[..., r : r + bs, :], n_src, pairs, k) for r in range(0, h, bs)]
+    q = torch.cat(qs, -2) if len(qs) > 1 else qs[0]
+    return q if return_map else q.flatten(1).mean(1)
+
+
+_POINTWISE_BLOCK = 1 << 15  # elements per block (x ~100 temporaries of float64: within L2)
+
+
+def _mef_q(box: torch.Tensor, g: torch.Tensor, n_src: int, pairs: list[tuple[int, int]], k: float) -> torch.Tensor:
+    """MEF-SSIM map from the box moments ``[S_k, S_i S_j]`` and Gaussian moments (rows of a block)."""
+    wsz = 11
+    npx = float(wsz * wsz)
     mu = [box[:, i] for i in range(n_src)]
     cov = {}
     for t, (i, j) in enumerate(pairs):
@@ -206,8 +230,6 @@ def mef_ssim(
         max_ed = torch.maximum(max_ed, e)
     n2 = npx * sum(coef[i] * coef[j] * cov[i, j] * (1.0 if i == j else 2.0) for i, j in pairs)
     scale = torch.where(n2 > 0, max_ed / torch.sqrt(n2.clamp_min(1e-300)), 0.0)
-    # Gaussian-window moments of sources, fused and their products
-    g = sep_corr_valid(_mef_gauss_inputs(sources, fused), _G11) if gauss_maps is None else gauss_maps
     g_src = [g[:, i] for i in range(n_src)]
     g_f = g[:, n_src]
     g_pair = {pr: g[:, n_src + 1 + t] for t, pr in enumerate(pairs)}
@@ -222,8 +244,7 @@ def mef_ssim(
     sigma2_sq = g_ff - g_f * g_f
     sigma12 = scale * sum(c * (gsf - m * g_f) for c, gsf, m in zip(coef, g_sf, mu)) - mu1 * g_f
     c = (k * 255.0) ** 2
-    q = (2 * sigma12 + c) / (sigma1_sq + sigma2_sq + c)
-    return q if return_map else q.flatten(1).mean(1)
+    return (2 * sigma12 + c) / (sigma1_sq + sigma2_sq + c)
 
 
 def _mef_gauss_inputs(sources: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
@@ -232,6 +253,12 @@ def _mef_gauss_inputs(sources: torch.Tensor, fused: torch.Tensor) -> torch.Tenso
     src = [sources[:, i : i + 1] for i in range(n_src)]
     prods = [src[i] * src[j] for i in range(n_src) for j in range(i, n_src)]
     return torch.cat(src + [fused] + prods + [s * fused for s in src] + [fused * fused], dim=1)
+
+
+def _pair_moments(xy: torch.Tensor) -> torch.Tensor:
+    """``[X, Y] -> [X, Y, X^2, Y^2, X Y]`` on dim 1."""
+    x, y = xy[:, 0:1], xy[:, 1:2]
+    return torch.cat([x, y, x * x, y * y, x * y], dim=1)
 
 
 def _down2_symmetric(x: torch.Tensor) -> torch.Tensor:
@@ -295,7 +322,7 @@ def ms_ssim_wang(
         )
     out = torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
     for lv in range(level):
-        m = sep_corr_valid(torch.cat([x, y, x * x, y * y, x * y], dim=1), _G11)
+        m = sep_corr_valid_of(_pair_moments, torch.cat([x, y], dim=1), _G11)
         mx, my, sxx, syy, sxy = m.unbind(1)
         vx, vy, cxy = sxx - mx * mx, syy - my * my, sxy - mx * my
         cs = ((2 * cxy + c2) / (vx + vy + c2)).flatten(1).mean(1)

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from fusionlib.metrics._common import matlab_gaussian, sep_corr_valid, warn_undefined
+from fusionlib.metrics._common import matlab_gaussian, sep_corr_valid, sep_corr_valid_of, warn_undefined
 
 __all__ = ["vifp_mscale", "vif"]
 
@@ -49,6 +49,16 @@ def _vif_terms(mu1, mu2, s11, s22, s12) -> tuple[torch.Tensor, torch.Tensor]:
     return num / _LN10, den / _LN10
 
 
+def _moment_maps(k: int):
+    """``[R_1..R_k, D] -> [R, D, R^2, D^2, R D]`` on dim 1 (k references, one distorted image)."""
+
+    def make(x: torch.Tensor) -> torch.Tensor:
+        r, d = x[:, :k], x[:, k:]
+        return torch.cat([r, d, r * r, d * d, r * d], dim=1)
+
+    return make
+
+
 def vifp_mscale(refs: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
     """VIFp of each reference against one distorted image, 4 scales: ``(B, S, H, W), (B, 1, H, W) -> (B, S)``.
 
@@ -70,10 +80,9 @@ def vifp_mscale(refs: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
             raise ValueError(
                 f"VIF: image too small for scale {scale} ({tuple(refs.shape[-2:])} at full size)"
             )
-        # one batched filter call for every map of this scale
-        maps = torch.cat([ref, d, ref * ref, d * d, ref * d], dim=1)
-        m = sep_corr_valid(maps, win)
+        # one batched filter call for every map of this scale, the product maps made block by block
         k = ref.shape[1]
+        m = sep_corr_valid_of(_moment_maps(k), torch.cat([ref, d], dim=1), win)
         mu1, mu2 = m[:, :k], m[:, k : k + 1]
         s11, s22, s12 = m[:, k + 1 : 2 * k + 1], m[:, 2 * k + 1 : 2 * k + 2], m[:, 2 * k + 2 :]
         nu, de = _vif_terms(mu1, mu2, s11, s22, s12)
