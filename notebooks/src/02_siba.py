@@ -642,6 +642,30 @@ RESULTS["metrics_tang"] = {s: {m: {k: (float(v) if np.isfinite(v) else None) for
 RESULTS["eval"] = {"sets": used, "crop": B["eval_crop"], "preset": "tang", "seconds": t_eval}
 
 # %% [markdown]
+# The same tables as bars, one panel per set: each metric divided by the paper's value where the
+# paper reports it (1.0 = the paper's number; SSIM has no paper value and is left out).
+
+# %%
+cols = [c for c in T1 if c != "SSIM"]
+fig, axes = plt.subplots(1, len(TABLE1), figsize=(5.2 * len(TABLE1), 3.4), sharey=True)
+for ax, (set_name, t) in zip(np.atleast_1d(axes), TABLE1.items()):
+    paper_row = paper_numbers.paper_column("siba", set_name, "tang")
+    ours = t.drop(index=[i for i in t.index if "paper" in str(i)])
+    if not paper_row:
+        ax.set_title(f"{set_name}: no paper value")
+        continue
+    rel = ours[cols].div(pd.Series(paper_row)[cols])
+    rel.T.plot.bar(ax=ax, width=0.8, legend=False)
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.set_title(f"{set_name} ({len(used[set_name]['pairs'])} bundled pairs) / paper")
+    ax.set_ylim(0, max(1.4, 1.05 * float(np.nanmax(rel.to_numpy(dtype=float)))))
+handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+fig.tight_layout(rect=(0, 0.08, 1, 1))
+viz.save_figure(fig, out_dir, "table1_vs_paper")
+fig
+
+# %% [markdown]
 # ## 11 · Efficiency
 #
 # The paper gives 9.207 G "FLOPs" at 128×128. `torch.utils.flop_counter` counts 2 FLOPs per
