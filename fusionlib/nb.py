@@ -19,7 +19,8 @@ import torch
 from fusionlib.atomic import atomic_write_text
 from fusionlib.train import resolve_device, seed_everything
 
-__all__ = ["PROFILES", "resolve_profile", "resolve_device", "setup", "Setup", "show", "record", "atomic_write_text"]
+__all__ = ["PROFILES", "resolve_profile", "resolve_device", "setup", "Setup", "show", "record", "atomic_write_text",
+           "laziness_section"]
 
 #: Run profiles (DESIGN.md): every profile runs every section; smoke shrinks steps and sizes.
 PROFILES: dict[str, str] = {
@@ -155,3 +156,27 @@ def record(out_dir: str | Path, results: dict[str, Any], *, name: str = "results
                             "versions": meta.versions, "written": time.strftime("%Y-%m-%dT%H:%M:%S")},
                    **payload}
     return atomic_write_text(Path(out_dir) / name, json.dumps(payload, indent=1, sort_keys=False) + "\n")
+
+
+def laziness_section(records, out_dir: str | Path, results: dict[str, Any], *, threshold: float = 1e-3):
+    """A paper notebook's laziness summary: the relative-update curves, saved, and two entries in ``results``.
+
+    Plots ``‖W_e − W_{e−1}‖_F / ‖W_{e−1}‖_F`` per block and epoch (log scale) to
+    ``<out_dir>/laziness_rel.png``; stores ``laziness_fraction_above_1e-3`` (for the default threshold) (per block, the
+    fraction of epochs above ``threshold``, :func:`fusionlib.laziness.summarise`) and
+    ``laziness_last_relative`` (per block, the last epoch's relative update) in ``results``, prints
+    the first, and returns the figure.
+    """
+    from fusionlib import viz
+    from fusionlib.laziness import summarise
+
+    records = list(records)
+    fig = viz.plot_laziness(records, relative=True, logy=True, title="relative ‖ΔW‖_F / ‖W‖_F per epoch")
+    viz.save_figure(fig, out_dir, "laziness_rel")
+    lazy = summarise(records, threshold=threshold)
+    label = f"{threshold:.0e}".replace("e-0", "e-").replace("e+0", "e")  # 1e-3, as the results keys spell it
+    print(f"fraction of epochs each block's relative update stayed above {label}:", lazy)
+    last = max(int(r["epoch"]) for r in records) if records else None
+    results[f"laziness_fraction_above_{label}"] = lazy
+    results["laziness_last_relative"] = {r["block"]: r["relative"] for r in records if r["epoch"] == last}
+    return fig

@@ -263,3 +263,18 @@ def test_plot_draws_one_line_per_block():
     ax = fig.axes[0]
     data_lines = [ln for ln in ax.lines if len(ln.get_xdata()) > 0]
     assert len(data_lines) == 3 and ax.get_xlabel() == "epoch"
+
+
+def test_laziness_section_records_summary_and_last_epoch(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fusionlib.nb import laziness_section
+
+    recs = [{"epoch": e, "block": b, "relative": r, "absolute": r}
+            for e in (1, 2, 3) for b, r in (("enc", 0.01 / e), ("head", 1e-4))]
+    results: dict = {}
+    laziness_section(recs, tmp_path, results)
+    assert results["laziness_fraction_above_1e-3"] == {"enc": 1.0, "head": 0.0}
+    assert results["laziness_last_relative"] == {"enc": 0.01 / 3, "head": 1e-4}
+    assert (tmp_path / "laziness_rel.png").is_file()

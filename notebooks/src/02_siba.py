@@ -48,12 +48,12 @@ from tqdm.auto import tqdm
 from fusionlib import data, metrics, paper_numbers, profiling, spectral, viz
 from fusionlib.baselines import average_fusion, max_fusion
 from fusionlib.checkpoints import load_siba_released
-from fusionlib.laziness import LazinessTracker, summarise
+from fusionlib.laziness import LazinessTracker
 from fusionlib.models import create_model
 from fusionlib.atomic import atomic_save
 from fusionlib.methods import save_laziness
 from fusionlib.models.siba import CBSM, PAPER, SCA, SIBA_RECIPES, SCABlock, SIBALoss, train_siba
-from fusionlib.nb import budget, record, setup, show
+from fusionlib.nb import budget, laziness_section, record, setup, show
 from fusionlib.probes import capture
 from fusionlib.train import make_loader
 
@@ -432,13 +432,7 @@ viz.save_figure(fig, out_dir, "laziness_abs")
 fig
 
 # %%
-fig = viz.plot_laziness(tracker.records, relative=True, logy=True, title="relative ‖ΔW‖_F / ‖W‖_F per epoch")
-viz.save_figure(fig, out_dir, "laziness_rel")
-lazy = summarise(tracker.records, threshold=1e-3)
-print("fraction of epochs each block's relative update stayed above 1e-3:", lazy)
-RESULTS["laziness_fraction_above_1e-3"] = lazy
-RESULTS["laziness_last_relative"] = {r["block"]: r["relative"] for r in tracker.records if r["epoch"] == B["epochs"]}
-fig
+laziness_section(tracker.records, out_dir, RESULTS)
 
 # %% [markdown]
 # ## 8 · Looking inside: the channel attention of the four cross-attention blocks

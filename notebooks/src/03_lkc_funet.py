@@ -51,12 +51,12 @@ import fusionlib
 from fusionlib import data, metrics, profiling, spectral, stats, viz
 from fusionlib.atomic import atomic_save
 from fusionlib.baselines import average_fusion, max_fusion
-from fusionlib.laziness import LazinessTracker, summarise
+from fusionlib.laziness import LazinessTracker
 from fusionlib.losses.lkc import LKCLoss
 from fusionlib.models import create_model
 from fusionlib.models.lkc_funet import (LKC_RECIPES, MPAFM, PAPER, InitBlock, LKCBlock, LKCFUNet, LKDCBlock,
                                         lkc_loader, load_lkc_golden, train_lkc_funet)
-from fusionlib.nb import budget, record, setup, show
+from fusionlib.nb import budget, laziness_section, record, setup, show
 
 S = setup(seed=seed, device=device, profile=profile, out_dir=out_dir)
 BUDGETS = {  # sizes in px; steps = optimiser steps; None = the whole set / full images
@@ -632,13 +632,7 @@ viz.save_figure(fig, out_dir, "history")
 fig
 
 # %%
-fig = viz.plot_laziness(tracker.records, relative=True, logy=True, title="relative ‖ΔW‖_F / ‖W‖_F per epoch")
-viz.save_figure(fig, out_dir, "laziness_rel")
-lazy = summarise(tracker.records, threshold=1e-3)
-print("fraction of epochs each block's relative update stayed above 1e-3:", lazy)
-RESULTS["laziness_fraction_above_1e-3"] = lazy
-RESULTS["laziness_last_relative"] = {r["block"]: r["relative"] for r in tracker.records if r["epoch"] == len(hist.epochs)}
-fig
+laziness_section(tracker.records, out_dir, RESULTS)
 
 # %%
 viz.laziness_explorer(tracker.records, relative=True, logy=True)

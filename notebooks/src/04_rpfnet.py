@@ -52,12 +52,12 @@ from fusionlib.atomic import atomic_save
 from fusionlib.methods import save_laziness
 from fusionlib.baselines import average_fusion, max_fusion
 from fusionlib.checkpoints import load_rpfnet_released
-from fusionlib.laziness import LazinessTracker, summarise
+from fusionlib.laziness import LazinessTracker
 from fusionlib.losses.rpfnet import (RPFNetLoss, frequency_contrastive_loss, rpfnet_mask, rpfnet_ssim_term,
                                      saliency_structure_loss)
 from fusionlib.models.rpfnet import (CPM, FDFM, PAPER, RPM, RPFNET_RECIPES, RPFNet, RPFNetAux, RPFNetStage,
                                      rpfnet_infer, train_rpfnet)
-from fusionlib.nb import budget, record, setup, show
+from fusionlib.nb import budget, laziness_section, record, setup, show
 from fusionlib.ops.studio import released_colour
 from fusionlib.probes import Recorder
 from fusionlib.train import make_loader
@@ -552,14 +552,7 @@ fig
 # three gradient contributions per step; the head and stems one.
 
 # %%
-fig = viz.plot_laziness(tracker.records, relative=True, logy=True, title="relative ‖ΔW‖_F / ‖W‖_F per epoch")
-viz.save_figure(fig, out_dir, "laziness_rel")
-lazy = summarise(tracker.records, threshold=1e-3)
-print("fraction of epochs each block's relative update stayed above 1e-3:", lazy)
-RESULTS["laziness_fraction_above_1e-3"] = lazy
-RESULTS["laziness_last_relative"] = {r["block"]: r["relative"] for r in tracker.records
-                                     if r["epoch"] == len(hist.epochs)}
-fig
+laziness_section(tracker.records, out_dir, RESULTS)
 
 # %%
 viz.laziness_explorer(tracker.records, relative=True, max_panels=6)
