@@ -23,6 +23,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -236,6 +237,8 @@ def measure_latency(
     warmup: int = 2,
     repeats: int = 5,
     device: torch.device | str | None = None,
+    autocast: torch.dtype | None = None,
+    sync: bool = True,
 ) -> dict[str, Any]:
     """Wall-clock time of ``model(*inputs)`` under ``torch.inference_mode()``.
 
@@ -246,10 +249,16 @@ def measure_latency(
     Args:
         device: where to run; if given, the model is moved there (``model.to`` is in place) and so are
             the inputs. Default: the model's device.
+        autocast: e.g. ``torch.bfloat16``: run under ``torch.autocast(device_type, dtype)`` (weights
+            stay float32; matmuls and convs run in that dtype). None: the inputs' own dtype.
+        sync: ``False`` reads the clock without synchronising. On a GPU that times the kernel
+            *launches*, not the work, which is how implausible frame rates get published; it is
+            there to show the difference, not to report.
 
     Returns:
         ``median_s``, ``min_s``, ``mean_s``, ``runs_s`` (list), ``fps`` (images per second =
-        batch size of the first tensor input / ``median_s``), ``batch``, ``device``, ``threads``.
+        batch size of the first tensor input / ``median_s``), ``batch``, ``device``, ``threads``,
+        ``dtype`` (the autocast dtype or "float32"/the inputs' dtype), ``synchronised``.
 
     Examples:
         >>> from torch import nn
@@ -268,17 +277,23 @@ def measure_latency(
         raise ValueError("measure_latency: the model is on the meta device; latency needs real weights")
     args = tuple(_as_input(x, dev) for x in inputs)
     batch = next((int(x.shape[0]) for x in args if isinstance(x, torch.Tensor) and x.ndim), 1)
+    first = next((x for x in args if isinstance(x, torch.Tensor)), None)
+    dtype = autocast if autocast is not None else (first.dtype if first is not None else torch.float32)
+    amp = (torch.autocast(dev.type, dtype=autocast) if autocast is not None else contextlib.nullcontext())
     runs: list[float] = []
-    with torch.inference_mode():
+    with torch.inference_mode(), amp:
         for _ in range(warmup):
             model(*args)
         _sync(dev)
         for _ in range(repeats):
-            _sync(dev)
+            if sync:
+                _sync(dev)
             t0 = time.perf_counter()
             model(*args)
-            _sync(dev)
+            if sync:
+                _sync(dev)
             runs.append(time.perf_counter() - t0)
+        _sync(dev)  # leave no queued work behind, whatever was timed
     med = statistics.median(runs)
     return {
         "median_s": med,
@@ -289,6 +304,8 @@ def measure_latency(
         "batch": batch,
         "device": str(dev),
         "threads": torch.get_num_threads(),
+        "dtype": str(dtype).removeprefix("torch."),
+        "synchronised": sync,
     }
 
 

@@ -140,6 +140,28 @@ def test_measure_latency_keys_and_values():
         P.measure_latency(meta_model, torch.Size([1, 1, 8, 8]))
 
 
+def test_measure_latency_autocast_runs_in_that_dtype_and_reports_it():
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            seen.append(y.dtype)
+            return y
+
+    model = Probe()
+    r = P.measure_latency(model, torch.rand(1, 1, 8, 8), warmup=0, repeats=2, autocast=torch.bfloat16)
+    assert seen == [torch.bfloat16, torch.bfloat16] and r["dtype"] == "bfloat16" and r["synchronised"]
+    assert model.conv.weight.dtype == torch.float32  # autocast leaves the weights alone
+    seen.clear()
+    r = P.measure_latency(model, torch.rand(1, 1, 8, 8), warmup=0, repeats=1, sync=False)
+    assert seen == [torch.float32] and r["dtype"] == "float32" and r["synchronised"] is False
+
+
 def test_peak_memory_cpu_is_none():
     assert P.peak_memory(lambda: torch.ones(1000), device="cpu") is None
     assert "CPU" in P.CPU_MEMORY_NOTE

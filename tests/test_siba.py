@@ -144,6 +144,24 @@ def test_fast_path_equals_reference(overrides):
         assert _max_err(m.forward_fast(ir, vi), m(ir, vi)) < 1e-5
 
 
+def test_fast_path_in_bf16_and_not_under_autocast():
+    torch.manual_seed(0)
+    m = create_model("siba_tiny").eval()
+    ir, vi = torch.rand(1, 1, 16, 20), torch.rand(1, 1, 16, 20)
+    m16 = create_model("siba_tiny").eval()
+    m16.load_state_dict(m.state_dict())
+    m16.to(torch.bfloat16)
+    with torch.inference_mode():
+        ref = m(ir, vi)
+        fast16 = m16.forward_fast(ir.bfloat16(), vi.bfloat16())
+        assert fast16.dtype == torch.bfloat16
+        # bf16 keeps 8 bits of mantissa: the two paths agree with each other and with float32 to ~1e-2
+        assert _max_err(fast16.float(), m16(ir.bfloat16(), vi.bfloat16()).float()) < 2e-2
+        assert _max_err(fast16.float(), ref) < 5e-2
+        with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(RuntimeError, match="autocast"):
+            m.forward_fast(ir, vi)
+
+
 # --- loss and recipes -----------------------------------------------------------------------------------
 def test_siba_loss_weights_and_terms():
     torch.manual_seed(0)

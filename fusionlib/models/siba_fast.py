@@ -217,6 +217,10 @@ def siba_forward_fast(model: nn.Module, ir: torch.Tensor, vi: torch.Tensor) -> t
     if not fast_path_supported(model):
         return model(ir, vi)
     _check_pair(ir, vi, 1)
+    if torch.is_autocast_enabled(ir.device.type):
+        raise RuntimeError("SIBA.forward_fast: does not run under torch.autocast (its in-place GEMMs need one "
+                           "dtype); for bf16 cast the model and inputs instead (model.to(torch.bfloat16), "
+                           "ir.bfloat16()), or call forward under autocast")
     with torch.no_grad():  # intermediates are updated in place
         return _forward(model, ir, vi)
 

@@ -34,6 +34,7 @@ checkpoint = None       # path to the authors' SIBA_epoch60.pth; when given, the
 # shrinks steps and image sizes (and says so next to every number it produces).
 
 # %%
+import copy
 import time
 from pathlib import Path
 
@@ -714,6 +715,47 @@ for label_size, ((hh, ww), both) in LAT_SIZES.items():
 model = model.to("cpu")
 RESULTS["efficiency"]["latency"] = lat
 RESULTS["efficiency"]["latency_device"] = str(S.device)
+
+# %% [markdown]
+# **bf16, and timing without synchronising.** The same forward with weights and activations in
+# bfloat16 (`model.to(torch.bfloat16)`, both paths; `forward_fast` does not run under
+# `torch.autocast`, the readable `forward` does, so that is timed too), on the real night pair, and
+# how far its fused image lands from the float32 one (in grey levels of 255). Last, the float32 fast
+# path timed with `sync=False`: on a GPU the clock then stops when the kernels are *queued*, not when
+# they are done, and the frame rate looks far higher than the device can deliver (reading-group
+# question 1); on a CPU every call is synchronous and the two agree. The full MSRS size runs under
+# `lab`/`paper`; smoke uses a 128×128 crop.
+
+# %%
+speed_model = (released if released is not None else net).eval()
+speed_label = "released SIBA_epoch60" if released is not None else TRAINED
+hh, ww = (480, 640) if B["latency_full"] else (128, 128)
+ys, xs = (0, 0) if B["latency_full"] else (200, 480)
+xi_ir, xi_vi = (t[..., ys:ys + hh, xs:xs + ww].to(S.device) for t in (ir_n, vi_n))
+m32 = speed_model.to(S.device)
+m16 = copy.deepcopy(speed_model).to(device=S.device, dtype=torch.bfloat16)
+reps = dict(warmup=1, repeats=3 if B["latency_full"] else 2)
+prec_rows = []
+with torch.inference_mode():
+    ref = m32.forward_fast(xi_ir, xi_vi).float().clamp(0, 1)
+    runs = {("float32", "forward_fast", "synchronised"): (FastForward(m32), (xi_ir, xi_vi), {}),
+            ("bfloat16", "forward", "synchronised"): (m16, (xi_ir.bfloat16(), xi_vi.bfloat16()), {}),
+            ("bfloat16", "forward_fast", "synchronised"): (FastForward(m16), (xi_ir.bfloat16(), xi_vi.bfloat16()), {}),
+            ("autocast bf16", "forward", "synchronised"): (m32, (xi_ir, xi_vi), {"autocast": torch.bfloat16}),
+            ("float32", "forward_fast", "NOT synchronised"): (FastForward(m32), (xi_ir, xi_vi), {"sync": False})}
+    for (prec, path, sync), (fn, args, kw) in runs.items():
+        r = profiling.measure_latency(fn, *args, **reps, **kw)
+        with torch.autocast(S.device.type, dtype=torch.bfloat16, enabled="autocast" in kw):
+            diff = (fn(*args).float().clamp(0, 1) - ref).abs() * 255
+        prec_rows.append({"precision": prec, "path": path, "clock": sync, "ms": r["median_s"] * 1e3, "FPS": r["fps"],
+                          "max |Δ| (grey levels)": float(diff.max()), "mean |Δ|": float(diff.mean())})
+speed_model.to("cpu")
+del m16
+prec_table = pd.DataFrame(prec_rows)
+print(f"{speed_label}, {hh}x{ww} night pair, {S.device}, {torch.get_num_threads()} threads")
+RESULTS["efficiency"]["precision"] = {"size": [hh, ww], "device": str(S.device), "weights": speed_label,
+                                      "rows": prec_rows}
+prec_table.round(3)
 
 # %% [markdown]
 # ## 12 · Results and questions
