@@ -99,15 +99,25 @@ def recipe_dataset(recipe: Recipe, *, seed: int = 0, crop: int | None = None, da
     """The training pairs the recipe names, as random crops of the bundled sets.
 
     ``recipe.datasets`` holds ``"name/split"`` strings (``"msrs/train"``, ``"harvard_pet/train"``); a
-    bare ``"name"`` means its ``train`` split. ``crop`` overrides ``recipe.crop_size``.
+    bare ``"name"`` means its ``train`` split, and a ``*N`` suffix (``"msrs/train*270"``) takes each
+    pair N times per epoch with its own crop. ``crop`` overrides ``recipe.crop_size``.
     """
     from fusionlib.data import bundled_concat
 
     if not recipe.datasets:
         raise ValueError("this recipe names no training sets (Recipe.datasets is empty)")
-    specs = [tuple(d.split("/", 1)) if "/" in d else (d, "train") for d in recipe.datasets]
+    specs = [_dataset_spec(d) for d in recipe.datasets]
     return bundled_concat(*specs, crop=crop or recipe.crop_size, mode="train", min_border=recipe.crop_border,
                           seed=seed, cache=cache, data_dir=data_dir)
+
+
+def _dataset_spec(text: str) -> tuple[str, str, int]:
+    """``"msrs/train*270"`` -> ``("msrs", "train", 270)``; ``"roadscene"`` -> ``("roadscene", "train", 1)``."""
+    name, _, times = text.partition("*")
+    if times and not times.isdigit():
+        raise ValueError(f"recipe dataset {text!r}: the part after '*' must be a whole number of repeats")
+    name, _, split = name.partition("/")
+    return name, split or "train", int(times or 1)
 
 
 def recipe_loader(recipe: Recipe, *, seed: int = 0, batch_size: int | None = None, crop: int | None = None,

@@ -131,6 +131,36 @@ def test_bundled_concat_siba_recipe():
     assert all(d.epoch == 3 for d in ds.datasets)
 
 
+def test_repeated_crops_paper_mix():
+    ds = data.bundled_concat(("msrs", "train", 3), "roadscene", crop=64, mode="train", min_border=10, seed=0,
+                             cache=True)
+    assert len(ds) == 3 * 4 + 200 and ds.names[:5] == ["00556D", "00633D", "00881N", "01023N", "00556D"]
+    plain = data.bundled("msrs", "train", crop=64, mode="train", min_border=10, seed=0)
+    rep = ds.datasets[0]
+    assert rep[0]["box"] == plain[0]["box"]  # draw 0 is the unrepeated crop
+    boxes = [rep[k * 4]["box"] for k in range(3)]  # three draws of 00556D in one epoch
+    assert len(set(boxes)) == 3 and all(rep[k * 4]["name"] == "00556D" for k in range(3))
+    assert rep[4]["box"] == rep[4]["box"]  # a draw is a function of (seed, epoch, name, draw)
+    ds.set_epoch(2)
+    assert rep.dataset.epoch == 2 and rep[4]["box"] != boxes[1]
+    assert ds.datasets[0].dataset._cache is not None and len(rep.dataset._cache) <= 4  # one cache
+    with pytest.raises(data.FusionDataError, match="times"):
+        data.RepeatedCrops(plain, 0)
+    with pytest.raises(data.FusionDataError, match="train mode with a crop"):
+        data.RepeatedCrops(data.bundled("msrs", "train"), 2)
+
+
+def test_recipe_dataset_repeat_suffix():
+    from fusionlib.recipes import Recipe, _dataset_spec, recipe_dataset
+
+    assert _dataset_spec("msrs/train*270") == ("msrs", "train", 270)
+    assert _dataset_spec("roadscene") == ("roadscene", "train", 1)
+    with pytest.raises(ValueError, match="whole number"):
+        _dataset_spec("msrs/train*x")
+    ds = recipe_dataset(Recipe(datasets=("msrs/train*5", "roadscene/train"), crop_size=32, crop_border=10, max_steps=1))
+    assert len(ds) == 20 + 200
+
+
 # --- crops, flips, determinism, cache --------------------------------------------------------------
 def test_train_crop_size_determinism_and_box():
     kw = dict(crop=(64, 96), mode="train", seed=7, names=["11", "13"])

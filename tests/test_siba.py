@@ -180,6 +180,12 @@ def test_recipes():
     assert paper.clip_grad_norm == 0.01
     assert [paper.lr_at(e) for e in (0, 24, 25, 49, 50, 59)] == [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5]
     assert SIBA_RECIPES["smoke"].crop_size == 64 and SIBA_RECIPES["smoke"].max_steps <= 10
+    # the bundled stand-in for MSRS-train (1083) + RoadScene (200): 4 MSRS pairs x 270 crops + 200
+    from fusionlib.recipes import recipe_loader
+
+    for name in ("paper", "lab"):
+        loader = recipe_loader(SIBA_RECIPES[name], seed=0)
+        assert len(loader.dataset) == 4 * 270 + 200 and len(loader) == 320  # the paper's steps per epoch
     with pytest.raises(Exception):
         paper.lr = 1.0  # frozen
 

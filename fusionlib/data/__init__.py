@@ -48,6 +48,7 @@ from fusionlib.data.luma import NEUTRAL_CHROMA, merge_luma, split_luma
 from fusionlib.data.pairs import (
     Pair,
     PairedImageDataset,
+    RepeatedCrops,
     PairMatch,
     collate_pairs,
     list_images,
@@ -78,6 +79,7 @@ __all__ = [
     "list_images",
     "match_pairs",
     "PairedImageDataset",
+    "RepeatedCrops",
     "collate_pairs",
     "pair_loader",
     # bundled

@@ -196,16 +196,24 @@ class ConcatPairs(ConcatDataset):
         return f"ConcatPairs({len(self)} pairs: " + ", ".join(repr(d) for d in self.datasets) + ")"
 
 
-def bundled_concat(*specs: str | tuple[str, str], **kw) -> ConcatPairs:
-    """Several bundled sets as one dataset; a spec is ``name`` (split ``"train"``) or ``(name, split)``.
+def bundled_concat(*specs: str | tuple[str, str] | tuple[str, str, int], **kw) -> ConcatPairs:
+    """Several bundled sets as one dataset.
 
-    SIBA's training recipe on the bundled data:
-    ``bundled_concat("msrs", "roadscene", crop=128, mode="train", min_border=10)``.
+    A spec is ``name`` (split ``"train"``), ``(name, split)``, or ``(name, split, times)``: that set's
+    pairs ``times`` times per epoch, each with its own crop (:class:`~fusionlib.data.RepeatedCrops`,
+    train mode with a crop only).
+
+    SIBA's training set on the bundled data, with the paper's mix of MSRS and RoadScene scenes
+    (1083 : 200 in the paper; 4 × 270 : 200 here):
+    ``bundled_concat(("msrs", "train", 270), "roadscene", crop=128, mode="train", min_border=10)``.
     """
+    from fusionlib.data.pairs import RepeatedCrops
+
     if not specs:
         raise FusionDataError("bundled_concat needs at least one set name")
     parts = []
     for spec in specs:
-        name, split = (spec, "train") if isinstance(spec, str) else spec
-        parts.append(bundled(name, split, **kw))
+        name, split, times = (spec, "train", 1) if isinstance(spec, str) else (*spec, 1)[:3]
+        ds = bundled(name, split, **kw)
+        parts.append(RepeatedCrops(ds, times) if times != 1 else ds)
     return ConcatPairs(parts)
