@@ -252,7 +252,7 @@ def measure_latency(
         autocast: e.g. ``torch.bfloat16``: run under ``torch.autocast(device_type, dtype)`` (weights
             stay float32; matmuls and convs run in that dtype). None: the inputs' own dtype.
         sync: ``False`` reads the clock without synchronising. On a GPU that times the kernel
-            *launches*, not the work, which is how implausible frame rates get published; it is
+            *launches*, not the work, and frame rates look far higher than the device delivers; it is
             there to show the difference, not to report.
 
     Returns:
