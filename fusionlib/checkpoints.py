@@ -10,14 +10,45 @@ the path of the file you downloaded from the authors' repository.
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["load_tensors", "load_mapped_state_dict", "siba_key_map", "load_siba_released"]
+__all__ = ["safe_torch_load", "load_tensors", "load_mapped_state_dict", "siba_key_map", "load_siba_released"]
+
+
+def _reason(e: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to retry unsafely."""
+    text = str(e)
+    if "Weights only load failed" in text:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        why = [ln for ln in lines[1:] if "weights_only" not in ln and "documentation" not in ln]
+        return ("it holds more than tensors (code to run when unpickled, which this suite never does)"
+                + (f": {why[0]}" if why else ""))
+    first = text.splitlines()[0] if text else type(e).__name__
+    if "central directory" in first or "zip archive" in first or isinstance(e, (EOFError, pickle.UnpicklingError)):
+        return f"the file is damaged or truncated ({first.split('. ')[0]})"
+    return f"{type(e).__name__}: {first}"
+
+
+def safe_torch_load(path: str | Path, *, map_location: Any = "cpu", what: str = "file") -> Any:
+    """``torch.load(path, weights_only=True)``; a refused or damaged file raises ``ValueError`` naming it.
+
+    The message says why (code in the pickle, a damaged archive) and never suggests
+    ``weights_only=False``: a file that needs it is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # unpickling refused, a corrupt archive, a truncated file
+        raise ValueError(f"{path} ({what}) cannot be loaded: {_reason(e)}") from None
 
 
 def load_tensors(path: str | Path, *, key: str | None = None, optional: bool = False) -> dict[str, torch.Tensor]:
@@ -35,13 +66,7 @@ def load_tensors(path: str | Path, *, key: str | None = None, optional: bool = F
         ValueError: the file is not a mapping of tensors (or ``key`` is absent), with what was found.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refused or a corrupt file
-        raise ValueError(f"{path}: cannot be read as tensors with weights_only=True "
-                         f"({type(e).__name__}: {e})") from e
+    obj = safe_torch_load(path, what="weights file")
     if key is not None and not (optional and not (isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping))):
         if not isinstance(obj, Mapping) or key not in obj:
             found = sorted(obj)[:10] if isinstance(obj, Mapping) else type(obj).__name__

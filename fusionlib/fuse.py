@@ -10,12 +10,19 @@ Pairs are matched by file stem. The second image (visible, or CT/PET/SPECT) may 
 network fuses its luminance Y (BT.601 full range) with the first image, and the colour (Cb, Cr) is
 put back. Images are fused at full resolution (padded to the method's size multiple and cropped
 back), grouped by size into batches, and written as 8-bit PNG; existing outputs are kept unless
-``--overwrite``.
+``--overwrite``. An output folder that is, or lies inside, an input folder is refused (the inputs are
+never written over), and images larger than the pixel budget (``--max-pixels``, 50 MP) are refused
+from their header, before anything is decoded.
+
+Networks run on their fastest inference path that computes the same function as the readable one
+(SIBA: ``forward_fast``, within 1e-5); ``--path readable`` runs the readable ``forward`` instead, for
+teaching and debugging. The command prints which path it took.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import defaultdict
@@ -24,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from fusionlib.data import FusionDataError, merge_luma, read_image, save_image, split_luma
+from fusionlib.data import FusionDataError, image_info, merge_luma, read_image, save_image, split_luma
 from fusionlib.data.pairs import match_pairs
 
 __all__ = ["FuseReport", "find_pairs", "fuse_pairs", "main"]
@@ -99,17 +106,12 @@ def fuse_pairs(fuser, pairs: list[tuple[str, Path, Path]], out_dir: str | Path, 
             todo.append((stem, a, b, target))
     cuda = fuser.device.type == "cuda"
     bar = tqdm(total=len(todo), desc=f"fuse {fuser.method.name}", unit="pair", disable=not progress)
-    # group by size so a batch holds one size; read lazily, one batch at a time
+    # group by size so a batch holds one size; read lazily, one batch at a time. The headers are read
+    # (and the pixel budget checked) for every pair before the first forward.
     by_size: dict[tuple[int, int], list] = defaultdict(list)
-    from PIL import Image
-
     for item in todo:
-        try:
-            with Image.open(item[1]) as im:
-                w, h = im.size
-        except OSError as e:
-            raise FusionDataError(f"cannot read image {item[1]}: {e}") from e
-        by_size[(h, w)].append(item)
+        image_info(item[2])
+        by_size[image_info(item[1]).size].append(item)
     for items in by_size.values():
         for i in range(0, len(items), batch_size):
             chunk = items[i:i + batch_size]
@@ -136,8 +138,38 @@ def fuse_pairs(fuser, pairs: list[tuple[str, Path, Path]], out_dir: str | Path, 
     return rep
 
 
+def check_output_folder(out: str | Path, inputs: list[str | Path]) -> Path:
+    """Create ``out`` (parents too) and return it; refuse one that is, or lies inside, an input folder.
+
+    Raises:
+        FusionDataError: ``out`` is an input folder or inside one, is a file, or cannot be created or
+            written (the message names it and says what to do).
+    """
+    out = Path(out)
+    target = out.resolve()
+    for folder in inputs:
+        src = Path(folder).resolve()
+        if target == src or src in target.parents:
+            raise FusionDataError(f"--out {out} is {'the input folder' if target == src else 'inside the input folder'} "
+                                  f"{folder}: fused images would be written among the source images; "
+                                  f"choose an output folder outside the inputs")
+    if out.exists() and not out.is_dir():
+        raise FusionDataError(f"--out {out} is a file, not a folder; choose a folder (it is created when missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FusionDataError(f"--out {out}: cannot create the folder ({e.strerror or e}); choose another "
+                              f"--out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise FusionDataError(f"--out {out}: the folder is not writable; choose another --out")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    from fusionlib.methods import METHODS, default_weights, get_method, load_fuser
+    from fusionlib import allocator
+    from fusionlib.data import io
+    from fusionlib.methods import METHODS, PATHS, default_weights, get_method, load_fuser
+    from fusionlib.runner import run_failed
     from fusionlib.train import resolve_device
 
     ap = argparse.ArgumentParser(prog="python -m fusionlib.fuse", description=__doc__.split("\n\n")[0],
@@ -154,8 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ignore-unmatched", action="store_true", help="fuse the matched pairs, skip files without partner")
     ap.add_argument("--mode", default=None, help="RPFNet BatchNorm mode: as_released (default) | eval")
     ap.add_argument("--runs", default="runs", help="where the notebooks saved their weights")
+    ap.add_argument("--path", choices=PATHS, default="fast",
+                    help="fast: the fastest path exact to the readable one (default); readable: the readable forward")
+    ap.add_argument("--max-pixels", type=int, default=io.MAX_PIXELS,
+                    help=f"refuse images with more pixels than this (default {io.MAX_PIXELS:,}; 0: no limit)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
+    if a.batch is not None and a.batch < 1:
+        ap.error(f"--batch must be at least 1, got {a.batch}")
+    if a.max_pixels < 0:
+        ap.error(f"--max-pixels must be 0 (no limit) or positive, got {a.max_pixels}")
+    io.MAX_PIXELS = a.max_pixels
+    allocator.keep_freed_memory()
 
     try:
         method = get_method(a.method)
@@ -164,17 +206,22 @@ def main(argv: list[str] | None = None) -> int:
 
             name, _, split = a.dataset.partition(":")
             ds = bundled(name, split or "test")
-            pairs = find_pairs(ds.a_dir, ds.b_dir, ignore_unmatched=a.ignore_unmatched)
-        elif a.ir and a.vi:
-            pairs = find_pairs(a.ir, a.vi, ignore_unmatched=a.ignore_unmatched)
-        else:
+            a.ir, a.vi = ds.a_dir, ds.b_dir
+        elif not (a.ir and a.vi):
             ap.error("give --ir and --vi folders, or --dataset")
+        pairs = find_pairs(a.ir, a.vi, ignore_unmatched=a.ignore_unmatched)
+        check_output_folder(a.out, [a.ir, a.vi])
         weights = a.weights or (default_weights(a.method, a.runs) if method.needs_weights else None)
+        failed = run_failed(Path(a.runs) / method.notebook) if method.notebook and not a.weights else None
+        if failed:
+            print(f"note: the last {method.notebook} run failed ({failed}); its weights are not used")
         if weights and not a.weights:
             print(f"weights: {weights} (from the {method.notebook} run)")
         device = resolve_device(a.device)
         kw = {"mode": a.mode} if a.mode else {}
-        fuser = load_fuser(a.method, weights, device=device, **kw)
+        fuser = load_fuser(a.method, weights, device=device, path=a.path, **kw)
+        if fuser.model is not None:
+            print(f"inference path: {fuser.path}")
         batch = a.batch or (8 if device.type == "cuda" else 1)
         rep = fuse_pairs(fuser, pairs, a.out, batch_size=batch, overwrite=a.overwrite, progress=not a.quiet)
     except (FusionDataError, FileNotFoundError, KeyError, ValueError) as e:

@@ -31,6 +31,7 @@ from torch import nn
 from fusionlib.checkpoints import load_tensors
 
 __all__ = ["Method", "METHODS", "register_method", "get_method", "list_methods", "Fuser", "load_fuser",
+           "PATHS", "inference_path", "fast_forward",
            "default_weights", "load_model", "train_method", "TrainedMethod", "recipes_of", "save_laziness",
            "load_laziness"]
 
@@ -49,6 +50,10 @@ class Method:
         released: ``"module:function"`` loading the authors' released weights into a model.
         infer: ``"module:function"`` called as ``infer(model, ir, vi, **infer_kwargs)``; None calls the model.
         infer_kwargs: defaults for ``infer`` (RPFNet's BatchNorm mode).
+        fast: ``"module:function"`` of an inference-only path computing the same function as the
+            readable one (``fast(model, ir, vi)``), exact to it within 1e-5 on the golden inputs. The
+            module also defines ``fast_path_supported(model)``; :class:`Fuser` uses the fast path by
+            default where it is supported, ``path="readable"`` keeps the readable one.
         train: ``"module:function"`` training it (``train_<paper>``), for the benchmark.
         recipes: ``"module:NAME"`` of its ``{profile: Recipe}``.
         loader: ``"module:function"`` ``(recipe, *, seed) -> loader`` when the method has its own
@@ -67,6 +72,7 @@ class Method:
     released: str | None = None
     infer: str | None = None
     infer_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    fast: str | None = None
     train: str | None = None
     recipes: str | None = None
     loader: str | None = None
@@ -105,12 +111,15 @@ def list_methods(trainable: bool | None = None) -> list[str]:
 
 
 def default_weights(name: str, runs: str | Path = "runs") -> Path | None:
-    """``runs/<notebook>/weights.pt`` of the notebook that trains ``name``, when it exists."""
+    """``runs/<notebook>/weights.pt`` of the notebook that trains ``name``, when it exists and that run did not
+    fail (a failed run leaves ``FAILED.txt``: :func:`fusionlib.runner.run_failed`)."""
+    from fusionlib.runner import run_failed
+
     m = get_method(name)
     if m.notebook is None:
         return None
     p = Path(runs) / m.notebook / "weights.pt"
-    return p if p.is_file() else None
+    return p if p.is_file() and run_failed(p.parent) is None else None
 
 
 def _state_dict_from(path: Path) -> dict[str, torch.Tensor]:
@@ -163,17 +172,52 @@ def load_model(name: str, weights: str | Path | None) -> nn.Module:
     return model.eval()
 
 
+#: Inference paths a :class:`Fuser` can take: the fastest exact one, or the readable reference.
+PATHS = ("fast", "readable")
+
+
+def inference_path(name: str, model: nn.Module | None, path: str = "fast"
+                   ) -> tuple[str, Callable[..., torch.Tensor] | None]:
+    """``(label, fn)``: the path ``name`` runs on ``model``; ``fn(model, ir, vi)`` or None for ``model(ir, vi)``.
+
+    ``path="fast"`` takes the method's fast path when it has one that supports ``model``'s configuration
+    (else the readable one, and the label says so); ``"readable"`` always the readable ``forward``.
+    """
+    if path not in PATHS:
+        raise ValueError(f"unknown inference path {path!r}; choose one of {', '.join(PATHS)}")
+    m = get_method(name)
+    if m.rule is not None:
+        return "rule", None
+    if path == "readable" or m.fast is None:
+        return "readable" + ("" if path == "readable" else " (no fast path for this method)"), None
+    mod, _, fn = m.fast.partition(":")
+    if not _resolve(f"{mod}:fast_path_supported")(model):
+        return "readable (this configuration has no fast path)", None
+    return f"fast ({fn})", _resolve(m.fast)
+
+
+def fast_forward(name: str, model: nn.Module, path: str = "fast") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(ir, vi) -> fused`` on ``model`` by :func:`inference_path` (no clamping, no padding), for notebooks."""
+    _, fn = inference_path(name, model, path)
+    if fn is None:
+        return model
+    return lambda ir, vi: fn(model, ir, vi)
+
+
 class Fuser:
     """A ready-to-use fusion function ``(ir, vi) -> fused`` on ``(B, 1, H, W)`` in [0, 1].
 
     Pads (reflect) to the method's size multiple and crops back, runs without gradients on ``device``.
+    ``path="fast"`` (default) runs the method's fastest exact inference path where it has one (SIBA's
+    ``forward_fast``); ``path="readable"`` the readable ``forward``. ``self.path`` says which ran.
     """
 
     def __init__(self, name: str, weights: str | Path | None = None, *, device: str | torch.device = "cpu",
-                 **infer_kwargs: Any) -> None:
+                 path: str = "fast", **infer_kwargs: Any) -> None:
         self.method = get_method(name)
         self.device = torch.device(device)
         self.model = None if self.method.rule else load_model(name, weights).to(self.device)
+        self.path, self._fast = inference_path(name, self.model, path)
         self.infer = _resolve(self.method.infer) if self.method.infer else None
         self.infer_kwargs = {**self.method.infer_kwargs, **infer_kwargs}
 
@@ -182,6 +226,8 @@ class Fuser:
         if self.method.rule is not None:
             return self.method.rule(ir, vi)
         with torch.inference_mode():
+            if self._fast is not None:
+                return self._fast(self.model, ir, vi, **self.infer_kwargs)
             if self.infer is not None:
                 return self.infer(self.model, ir, vi, **self.infer_kwargs)
             return self.model(ir, vi)
@@ -201,9 +247,9 @@ class Fuser:
 
 
 def load_fuser(name: str, weights: str | Path | None = None, *, device: str | torch.device = "cpu",
-               **infer_kwargs: Any) -> Fuser:
-    """``Fuser(name, weights, device=...)``."""
-    return Fuser(name, weights, device=device, **infer_kwargs)
+               path: str = "fast", **infer_kwargs: Any) -> Fuser:
+    """``Fuser(name, weights, device=..., path=...)``."""
+    return Fuser(name, weights, device=device, path=path, **infer_kwargs)
 
 
 def recipes_of(name: str) -> Mapping[str, Any]:
@@ -232,8 +278,8 @@ def train_method(name: str, profile: str = "smoke", *, out_dir: str | Path, devi
     """Train ``name`` with its own training function and recipe; save ``out_dir/weights.pt``.
 
     The same ``train_<paper>`` function its notebook uses, on the bundled training sets the recipe
-    names, with a :class:`fusionlib.laziness.LazinessTracker`. Checkpoints go to ``out_dir/train``
-    (an interrupted run resumes there unless ``resume=False``); the laziness records to
+    names, with a :class:`fusionlib.laziness.LazinessTracker`. Checkpoints go to ``out_dir/train_<profile>``
+    (an interrupted run resumes there unless ``resume=False``; another profile trains in its own folder); the laziness records to
     ``out_dir/laziness.json``. ``max_steps`` caps the recipe's optimiser steps (a shorter run, same recipe).
     """
     from fusionlib.atomic import atomic_save
@@ -251,8 +297,9 @@ def train_method(name: str, profile: str = "smoke", *, out_dir: str | Path, devi
     if max_steps is not None:
         recipe = dataclasses.replace(recipe, max_steps=min(max_steps, recipe.max_steps or max_steps))
     out_dir = Path(out_dir)
-    if not resume and (out_dir / "train").exists():
-        shutil.rmtree(out_dir / "train")
+    train_dir = out_dir / f"train_{profile}"  # one checkpoint folder per profile: smoke never resumes as lab
+    if not resume and train_dir.exists():
+        shutil.rmtree(train_dir)
     torch.manual_seed(seed)
     model = create_model(getattr(recipe, "model", None) or m.model)  # a recipe may name a smaller configuration
     loader = (_resolve(m.loader)(recipe, seed=seed, data_dir=data_dir) if m.loader
@@ -260,7 +307,7 @@ def train_method(name: str, profile: str = "smoke", *, out_dir: str | Path, devi
     tracker = LazinessTracker()
     t0 = time.perf_counter()
     epochs, cut = recipe_epochs(recipe, len(loader))  # every train_<paper> takes these two explicitly
-    history = _resolve(m.train)(model, loader, recipe=recipe, device=device, seed=seed, out_dir=out_dir / "train",
+    history = _resolve(m.train)(model, loader, recipe=recipe, device=device, seed=seed, out_dir=train_dir,
                                 epochs=epochs, max_steps_per_epoch=cut, callbacks=[tracker], progress=progress)
     seconds = time.perf_counter() - t0
     model = model.to("cpu").eval()
@@ -298,6 +345,7 @@ def _builtin() -> None:
                            paper="AIDFusion, AAAI 2026 (re-implemented from the paper; no code released)"))
     register_method(Method("siba", "SIBA", model="siba", notebook="02_siba",
                            released="fusionlib.checkpoints:load_siba_released",
+                           fast="fusionlib.models.siba_fast:siba_forward_fast",
                            recipes="fusionlib.models.siba:SIBA_RECIPES", train="fusionlib.models.siba:train_siba",
                            paper="Wang et al., The Source Image is the Best Attention..., ICCV 2025"))
     register_method(Method("dmnet", "DMNet", model="dmnet", notebook="05_dmnet", variants=("dmnet_tiny",),

@@ -49,6 +49,12 @@ class Setup:
     out_dir: Path
     versions: dict[str, str]
 
+    @property
+    def train_dir(self) -> Path:
+        """``out_dir/train_<profile>``: the training checkpoints, one folder per profile (a smoke run's
+        checkpoint is never resumed by a lab run; ``fusionlib.train.fit`` refuses that anyway)."""
+        return self.out_dir / f"train_{self.profile}"
+
 
 def _versions() -> dict[str, str]:
     import fusionlib
@@ -64,7 +70,14 @@ def _versions() -> dict[str, str]:
 
 def setup(*, seed: int = 0, device: str = "auto", profile: str = "auto", out_dir: str | Path = "runs/scratch",
           threads: int | None = None, verbose: bool = True) -> Setup:
-    """One call at the top of every notebook: seed, device, profile, output folder, versions printed."""
+    """One call at the top of every notebook: seed, device, profile, output folder, versions printed.
+
+    Also keeps freed memory in the process for reuse (:func:`fusionlib.allocator.keep_freed_memory`): full-size
+    forwards and training steps then spend far less time in the kernel.
+    """
+    from fusionlib.allocator import keep_freed_memory
+
+    keep_freed_memory()
     dev = resolve_device(device)
     prof = resolve_profile(profile, dev)
     seed_everything(seed)

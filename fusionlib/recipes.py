@@ -188,4 +188,5 @@ def train_with_recipe(model, criterion, loader, *, recipe: Recipe, device="auto"
     sched = make_scheduler(recipe, opt, epochs) if recipe.scheduler != "none" else None
     return fit(model, criterion, loader, epochs=epochs, optimizer=opt, scheduler=sched, device=device, seed=seed,
                out_dir=out_dir, clip_grad_norm=recipe.clip_grad_norm, callbacks=list(callbacks),
-               max_steps_per_epoch=max_steps_per_epoch or auto_cut, progress=progress)
+               max_steps_per_epoch=max_steps_per_epoch or auto_cut, progress=progress,
+               run={"recipe": recipe, "criterion": type(criterion).__name__})

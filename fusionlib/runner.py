@@ -3,6 +3,13 @@
 Each notebook ``notebooks/NN_name.ipynb`` runs with parameters ``profile``, ``out_dir`` (and
 ``data_root`` when given) into ``runs/NN_name/``: the executed notebook, its figures and
 ``results.json``. ``make run`` and ``tests/test_notebooks.py`` both go through here.
+
+Before a notebook runs, what its previous run left in ``runs/NN_name/`` (results, figures, weights) is
+moved to ``runs/NN_name/.previous/``, so nothing of an old run is mistaken for the new one's; the
+training checkpoints (``train_<profile>/``) stay, so an interrupted run resumes. A notebook that fails
+leaves ``FAILED.txt`` (the cell, the exception and its message) in its folder: the ``fuse`` command,
+06_benchmark and the site do not use a failed run's weights or results, and the runner's summary prints
+the error.
 """
 
 from __future__ import annotations
@@ -18,14 +25,19 @@ from typing import Any
 
 from fusionlib.nb import resolve_profile
 
-__all__ = ["find_notebooks", "kernel_name", "run_notebook", "check_results", "main"]
+__all__ = ["find_notebooks", "kernel_name", "run_notebook", "check_results", "failure_reason", "run_failed",
+           "FAILED_NAME", "main"]
+
+FAILED_NAME = "FAILED.txt"
+PREVIOUS_NAME = ".previous"
 
 
 def find_notebooks(folder: str | Path) -> list[Path]:
     """The numbered notebooks ``NN_*.ipynb`` of a folder, in order."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"notebook folder {folder} does not exist")
+        raise FileNotFoundError(f"notebook folder {folder} does not exist (run from the repository root, or "
+                                f"give the folder holding NN_name.ipynb)")
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -76,23 +88,71 @@ def check_results(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def run_failed(out_dir: str | Path) -> str | None:
+    """The reason recorded in ``out_dir/FAILED.txt`` when that notebook's last run failed, else None."""
+    p = Path(out_dir) / FAILED_NAME
+    return p.read_text().strip() or "failed" if p.is_file() else None
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line: the failing cell, the exception and its message (papermill's error, or any other)."""
+    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
+    if ename is not None:
+        cell = getattr(e, "exec_count", None)
+        where = f"cell [{cell}]" if cell is not None else f"cell #{getattr(e, 'cell_index', '?')}"
+        msg = (str(evalue).strip().splitlines() or [""])[0]
+        return f"{where}: {ename}: {msg}"
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
+
+
+def _set_aside_previous(out_dir: Path) -> None:
+    """Move the previous run's outputs into ``out_dir/.previous/`` (replacing an older copy); keep ``train_*``."""
+    import shutil
+
+    stale = [p for p in out_dir.iterdir() if p.name != PREVIOUS_NAME and not p.name.startswith("train")]
+    if not stale:
+        return
+    prev = out_dir / PREVIOUS_NAME
+    if prev.exists():
+        shutil.rmtree(prev)
+    prev.mkdir()
+    for p in stale:
+        p.rename(prev / p.name)
+
+
 def run_notebook(nb: str | Path, out_root: str | Path, *, profile: str = "auto",
                  parameters: dict[str, Any] | None = None, progress: bool = True,
                  timeout: int | None = None) -> Path:
-    """Execute one notebook with papermill into ``out_root/<stem>/``; returns the results.json path."""
+    """Execute one notebook with papermill into ``out_root/<stem>/``; returns the results.json path.
+
+    The previous run's outputs are set aside first (``.previous/``); on failure ``FAILED.txt`` records why
+    and the exception propagates.
+    """
     import papermill as pm
 
+    from fusionlib.atomic import atomic_write_text
+
     nb = Path(nb)
+    if not nb.is_file():
+        raise FileNotFoundError(f"notebook {nb} does not exist")
     out_dir = Path(out_root) / nb.stem
     out_dir.mkdir(parents=True, exist_ok=True)
+    _set_aside_previous(out_dir)
     params = {"profile": resolve_profile(profile), "out_dir": str(out_dir.resolve())}
     params.update(parameters or {})
     # Widgets draw their static fallback in batch runs; figures do not need a display.
     os.environ.setdefault("FUSIONLIB_STATIC_WIDGETS", "1")
-    pm.execute_notebook(
-        str(nb), str(out_dir / nb.name), parameters=params, kernel_name=kernel_name(),
-        progress_bar=progress, cwd=str(nb.parent.resolve()), execution_timeout=timeout,
-    )
+    try:
+        pm.execute_notebook(
+            str(nb), str(out_dir / nb.name), parameters=params, kernel_name=kernel_name(),
+            progress_bar=progress, cwd=str(nb.parent.resolve()), execution_timeout=timeout,
+        )
+        check_results(out_dir / "results.json")
+    except BaseException as e:
+        atomic_write_text(out_dir / FAILED_NAME, f"{nb.name} at profile {params['profile']!r}: "
+                                                 f"{failure_reason(e)}\n")
+        raise
     return out_dir / "results.json"
 
 
@@ -109,10 +169,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         profile = resolve_profile(args.profile)
-    except ValueError as e:
+        notebooks = find_notebooks(args.folder)
+    except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    notebooks = find_notebooks(args.folder)
+    if args.data_root and profile != "paper":
+        print(f"error: --data-root is read only at --profile paper (01_aidfusion's full MSRS training set); "
+              f"this run's profile is {profile!r}: drop --data-root, or add --profile paper", file=sys.stderr)
+        return 2
     if args.only:
         notebooks = [p for p in notebooks if any(p.stem == o or p.stem.startswith(o) for o in args.only)]
     if not notebooks:
@@ -133,16 +197,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(notebooks)}] {nb.name}", flush=True)
         t0 = time.perf_counter()
         try:
-            res = run_notebook(nb, args.out, profile=profile, parameters=extra)
-            check_results(res)
+            run_notebook(nb, args.out, profile=profile, parameters=extra)
             status = "ok"
         except Exception as e:  # keep going: report every notebook
-            status = f"FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            status = f"FAILED at {failure_reason(e)}"
             failures.append(nb.name)
+            print(f"  {nb.name} FAILED at {failure_reason(e)} (executed notebook: {Path(args.out) / nb.stem / nb.name})",
+                  file=sys.stderr)
         summary.append((nb.name, time.perf_counter() - t0, status))
     print("\nnotebook                          seconds  status")
     for name, sec, status in summary:
         print(f"{name:<33} {sec:7.1f}  {status}")
+    if failures:
+        print(f"\n{len(failures)} notebook(s) failed; their folders hold FAILED.txt and their previous outputs "
+              f"are in .previous/ (the fuse command and 06_benchmark do not use a failed run's weights)")
     return 1 if failures else 0
 
 

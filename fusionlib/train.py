@@ -17,7 +17,15 @@ uninterrupted one on CPU):
 
 Checkpoints hold tensors and plain containers only and are read with
 ``torch.load(..., weights_only=True)``. Epochs are numbered from 1; epoch ``e``'s checkpoint says
-``epoch = e`` (epochs completed) and a resumed run continues with ``e + 1``.
+``epoch = e`` (epochs completed) and a resumed run continues with ``e + 1``. Checkpoints are also
+written inside an epoch (every ``checkpoint_every`` steps, or when ``checkpoint_seconds`` have passed
+since the last one; 5 minutes by default): a run resumed from one skips the batches already trained on
+(the loader re-creates them from ``(seed, epoch)``) and continues bit-identically.
+
+Every checkpoint records what produced it (``run``: the method, profile and recipe the caller passes,
+plus the model class and a digest of its parameter shapes). A resume into a folder holding another
+run's checkpoint is refused with :class:`ResumeMismatchError`, which says what is there and what to do,
+so that a ``smoke`` run is never continued as a ``lab`` one.
 """
 
 from __future__ import annotations
@@ -60,12 +68,64 @@ __all__ = [
     "TrainState",
     "Callback",
     "NonFiniteLossError",
+    "ResumeMismatchError",
+    "run_identity",
 ]
 
 CHECKPOINT_NAME = "last.pt"
 HISTORY_NAME = "history.json"
 _FORMAT = "fusionlib.train/1"
+CHECKPOINT_SECONDS = 300.0  # default: a checkpoint inside an epoch at least every 5 minutes
 _RESERVED = frozenset({"loss", "epoch", "step", "lr", "seconds", "steps", "grad_norm"})
+
+
+class ResumeMismatchError(ValueError):
+    """A checkpoint in ``out_dir`` was written by another run (method, profile, recipe or model)."""
+
+
+def _canonical(x: Any) -> Any:
+    """JSON-able, order-independent form of a run description (tuples as lists, keys sorted later)."""
+    if isinstance(x, Mapping):
+        return {str(k): _canonical(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_canonical(v) for v in x]
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    if hasattr(x, "__dataclass_fields__"):
+        import dataclasses
+
+        return _canonical(dataclasses.asdict(x))
+    return repr(x)
+
+
+def run_identity(model: nn.Module, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a checkpoint records about the run that wrote it, and what a resume must match.
+
+    ``run`` is the caller's description (``{"method": "siba", "profile": "smoke", "recipe": Recipe}``;
+    dataclasses are expanded, a ``notes`` field is left out). The model's class and a digest of its
+    parameter names and shapes are added. Returns ``{"run": {...}, "digest": sha256 hex}``.
+    """
+    import hashlib
+
+    desc = _canonical(dict(run or {}))
+    if isinstance(desc.get("recipe"), dict):
+        desc["recipe"].pop("notes", None)
+    shapes = ";".join(f"{k}:{tuple(v.shape)}" for k, v in unwrap_model(model).state_dict().items())
+    desc["model"] = type(unwrap_model(model)).__name__
+    desc["model_shapes"] = hashlib.sha256(shapes.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
+    return {"run": desc, "digest": digest}
+
+
+def _describe(run: Mapping[str, Any]) -> str:
+    """``method 'siba', profile 'smoke'``, or the model and the recipe's budget when those are not given."""
+    parts = [f"{k} {run[k]!r}" for k in ("method", "profile") if k in run]
+    if not parts:
+        parts = [f"model {run.get('model')!r}"]
+        recipe = run.get("recipe")
+        if isinstance(recipe, dict):
+            parts += [f"{k}={recipe[k]!r}" for k in ("max_steps", "epochs", "lr") if recipe.get(k) is not None]
+    return ", ".join(parts)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -422,10 +482,16 @@ def _callback_keys(callbacks: Sequence[Any]) -> list[str]:
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a ``fit`` checkpoint with ``weights_only=True``; ``ckpt['model']`` is the state dict."""
+    from fusionlib.checkpoints import safe_torch_load
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = safe_torch_load(path, map_location=map_location, what="training checkpoint")
+    except ValueError as e:
+        raise ValueError(f"{e}. Delete it to train from the start (or pass resume=False); the last "
+                         f"finished weights, if any, are in the folder above it") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
         raise ValueError(f"load_checkpoint: {path} is not a fusionlib.train checkpoint "
                          f"(format {ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__})")
@@ -558,6 +624,9 @@ def fit(
     scheduler_interval: str = "epoch",
     record_steps: bool = False,
     ddp_kwargs: Mapping[str, Any] | None = None,
+    run: Mapping[str, Any] | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs; checkpoint and resume through ``out_dir/last.pt``.
 
@@ -591,6 +660,13 @@ def fit(
         scheduler_interval: ``"epoch"`` or ``"step"``.
         record_steps: also keep ``{"epoch", "step", "loss", terms}`` per step in ``History.steps``.
         ddp_kwargs: keyword arguments for ``DistributedDataParallel``.
+        run: what this run is (``{"method", "profile", "recipe"}``), recorded in every checkpoint; a
+            resume from a checkpoint of another run (or of a different model) raises
+            :class:`ResumeMismatchError` (see :func:`run_identity`).
+        checkpoint_every: also checkpoint inside an epoch every this many steps.
+        checkpoint_seconds: also checkpoint inside an epoch when this many seconds have passed since the
+            last checkpoint (default 300; None: only ``checkpoint_every`` and the end of each epoch). Single
+            process only: under torchrun the ranks would disagree on the time, so only ``checkpoint_every``.
 
     Returns:
         The ``History`` (``.epochs`` list of dicts, ``.to_frame()``), identical on every rank.
@@ -598,6 +674,7 @@ def fit(
     Raises:
         NonFiniteLossError: a step's loss was NaN/inf. Nothing of that epoch is saved; the last
             good checkpoint stays as it was.
+        ResumeMismatchError: ``out_dir`` holds a checkpoint of another run.
     """
     if int(epochs) != epochs or epochs < 1:
         raise ValueError(f"fit: epochs must be a positive integer, got {epochs!r}")
@@ -608,6 +685,10 @@ def fit(
         raise ValueError(f"fit: clip_grad_norm must be > 0 or None, got {clip_grad_norm!r}")
     if max_steps_per_epoch is not None and max_steps_per_epoch < 1:
         raise ValueError(f"fit: max_steps_per_epoch must be >= 1 or None, got {max_steps_per_epoch!r}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"fit: checkpoint_every must be >= 1 or None, got {checkpoint_every!r}")
+    if checkpoint_seconds is not None and not checkpoint_seconds > 0:
+        raise ValueError(f"fit: checkpoint_seconds must be > 0 or None, got {checkpoint_seconds!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"fit: model must be an nn.Module, got {type(model).__name__}")
     optimizers = _as_named(optimizer)
@@ -632,7 +713,8 @@ def fit(
                     clip_grad_norm=clip_grad_norm, bf16=bf16, callbacks=callbacks, resume=resume,
                     progress=progress, max_steps_per_epoch=max_steps_per_epoch, extras=extras,
                     scheduler_interval=scheduler_interval, record_steps=record_steps,
-                    ddp_kwargs=dict(ddp_kwargs or {}))
+                    ddp_kwargs=dict(ddp_kwargs or {}), identity=run_identity(model, run),
+                    checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds)
     finally:
         if d.created and dist.is_initialized():
             dist.destroy_process_group()
@@ -642,13 +724,15 @@ def _fit(model: nn.Module, step: Callable[..., Any], loader: Iterable[Any], *, e
          optimizers: dict[str, torch.optim.Optimizer], schedulers: dict[str, Any], device: torch.device,
          d: _Dist, seed: int, out_dir: Any, clip_grad_norm: float | None, bf16: bool, callbacks: list[Any],
          resume: bool, progress: bool, max_steps_per_epoch: int | None, extras: dict[str, Any],
-         scheduler_interval: str, record_steps: bool, ddp_kwargs: dict[str, Any]) -> History:
+         scheduler_interval: str, record_steps: bool, ddp_kwargs: dict[str, Any], identity: dict[str, Any],
+         checkpoint_every: int | None, checkpoint_seconds: float | None) -> History:
     main = d.rank == 0
     say = print if main else (lambda *a, **k: None)
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / CHECKPOINT_NAME if out is not None else None
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(out, say)
 
     model = unwrap_model(model)
     model.to(device)
@@ -667,8 +751,10 @@ def _fit(model: nn.Module, step: Callable[..., Any], loader: Iterable[Any], *, e
     seed_everything(mix_seed(seed, d.rank) if d.on else seed)
     done, global_step = 0, 0
 
+    partial: dict[str, Any] | None = None
     if ckpt_path is not None and resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
+        _check_same_run(ckpt, identity, ckpt_path)
         model.load_state_dict(ckpt["model"])
         _load_named(optimizers, ckpt["optimizers"], "optimizer", ckpt_path)
         _load_named(schedulers, ckpt["schedulers"], "scheduler", ckpt_path)
@@ -681,16 +767,22 @@ def _fit(model: nn.Module, step: Callable[..., Any], loader: Iterable[Any], *, e
                 say(f"fit: note: {ckpt_path} holds no state for callback {key!r}; it starts afresh")
         history.load_state_dict(ckpt["history"])
         done, global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
+        partial = ckpt.get("partial")
         rngs = ckpt["rng"]
+        rng_restore = None
         if int(ckpt["meta"]["world_size"]) == d.world_size and d.rank < len(rngs):
-            _set_rng_state(rngs[d.rank], device)
+            rng_restore = rngs[d.rank]
+            _set_rng_state(rng_restore, device)
         else:
             say(f"fit: note: world size changed ({ckpt['meta']['world_size']} -> {d.world_size}); "
                 f"RNG streams re-seeded, so the resumed run is not bit-identical")
             seed_everything(mix_seed(seed, d.rank, done))
+        if partial is not None:
+            partial = {**partial, "rng": rng_restore}  # set again after the trained batches are skipped
         if int(ckpt["meta"].get("seed", seed)) != seed:
             say(f"fit: note: checkpoint was trained with seed={ckpt['meta']['seed']}, now seed={seed}")
-        say(f"fit: resuming from {ckpt_path} ({done} of {epochs} epochs done)")
+        inside = f", and {partial['step_in_epoch']} steps of epoch {done + 1}" if partial else ""
+        say(f"fit: resuming from {ckpt_path} ({done} of {epochs} epochs done{inside})")
         d.barrier(device)
     elif ckpt_path is not None:
         say(f"fit: checkpoints -> {ckpt_path} (history -> {out / HISTORY_NAME})")
@@ -710,6 +802,22 @@ def _fit(model: nn.Module, step: Callable[..., Any], loader: Iterable[Any], *, e
     _call(callbacks, "on_train_start", state)
     if done >= epochs:
         say(f"fit: already trained for {done} epochs (epochs={epochs}); nothing to do")
+    last_save = time.perf_counter()
+
+    def save(epoch_done: int, partial_state: dict[str, Any] | None) -> None:
+        nonlocal last_save
+        rng = _rng_state(device)
+        if d.on:
+            rngs: list[Any] = [None] * d.world_size
+            dist.all_gather_object(rngs, rng)
+        else:
+            rngs = [rng]
+        if main and ckpt_path is not None:
+            atomic_save(_checkpoint(model, optimizers, schedulers, extras, callbacks, cb_keys, history,
+                                    epoch_done, global_step, rngs, d, seed, identity, partial_state), ckpt_path)
+            atomic_write_text(out / HISTORY_NAME, json.dumps(history.state_dict(), indent=1))
+        d.barrier(device)
+        last_save = time.perf_counter()
 
     for epoch in range(done + 1, epochs + 1):
         state.epoch, state.step_in_epoch = epoch, 0
@@ -730,6 +838,13 @@ def _fit(model: nn.Module, step: Callable[..., Any], loader: Iterable[Any], *, e
         sums: dict[str, float] = {}
         n_steps = 0
         t0 = time.perf_counter()
+        skip = 0
+        if partial is not None and int(partial["epoch"]) == epoch:  # resume inside this epoch
+            skip, n_steps = int(partial["step_in_epoch"]), int(partial["n_steps"])
+            sums, lrs = dict(partial["sums"]), dict(partial["lrs"])
+            t0 -= float(partial["seconds"])
+        resume_rng = partial.get("rng") if partial is not None else None
+        partial = None
 
         total = None
         with contextlib.suppress(TypeError):
@@ -738,16 +853,23 @@ def _fit(model: nn.Module, step: Callable[..., Any], loader: Iterable[Any], *, e
             total = max_steps_per_epoch if total is None else min(total, max_steps_per_epoch)
         bar = None
         batches: Iterable[Any] = loader
+        if skip:  # the batches trained on before the checkpoint: re-created from (seed, epoch), not used
+            batches = iter(loader)
+            for _ in range(skip):
+                next(batches)
+            if resume_rng is not None:
+                _set_rng_state(resume_rng, device)
         if max_steps_per_epoch is not None:
-            batches = itertools.islice(loader, max_steps_per_epoch)  # no extra batch is loaded
+            batches = itertools.islice(batches, max_steps_per_epoch - skip)  # no extra batch is loaded
         if progress and main:
             from tqdm.auto import tqdm
 
-            bar = tqdm(batches, total=total, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
+            bar = tqdm(batches, total=None if total is None else total - skip, desc=f"epoch {epoch}/{epochs}",
+                       leave=False, dynamic_ncols=True)
             batches = bar
 
         try:
-            for i, batch in enumerate(batches):
+            for i, batch in enumerate(batches, start=skip):
                 batch = _to_device(batch, device)
                 for opt in optimizers.values():
                     opt.zero_grad(set_to_none=True)
@@ -794,6 +916,11 @@ def _fit(model: nn.Module, step: Callable[..., Any], loader: Iterable[Any], *, e
                 if bar is not None:
                     bar.set_postfix(loss=f"{sums['loss'] / n_steps:.4g}")
                 _call(callbacks, "on_step_end", state)
+                if ckpt_path is not None and (total is None or i + 1 < total) and (
+                        (checkpoint_every and (i + 1) % checkpoint_every == 0)
+                        or (checkpoint_seconds and not d.on and time.perf_counter() - last_save >= checkpoint_seconds)):
+                    save(epoch - 1, {"epoch": epoch, "step_in_epoch": i + 1, "n_steps": n_steps, "sums": sums,
+                                     "lrs": lrs, "seconds": time.perf_counter() - t0})
         finally:
             if bar is not None:
                 bar.close()
@@ -810,17 +937,7 @@ def _fit(model: nn.Module, step: Callable[..., Any], loader: Iterable[Any], *, e
         state.epoch_logs = record
         _call(callbacks, "on_epoch_end", state)
 
-        rng = _rng_state(device)
-        if d.on:
-            rngs: list[Any] = [None] * d.world_size
-            dist.all_gather_object(rngs, rng)
-        else:
-            rngs = [rng]
-        if main and ckpt_path is not None:
-            atomic_save(_checkpoint(model, optimizers, schedulers, extras, callbacks, cb_keys, history,
-                                    epoch, global_step, rngs, d, seed), ckpt_path)
-            atomic_write_text(out / HISTORY_NAME, json.dumps(history.state_dict(), indent=1))
-        d.barrier(device)
+        save(epoch, None)
         if progress and main:
             from tqdm.auto import tqdm
 
@@ -863,8 +980,9 @@ def _load_named(objs: Mapping[str, Any], saved: Mapping[str, Any], what: str, pa
 
 def _checkpoint(model: nn.Module, optimizers: Mapping[str, Any], schedulers: Mapping[str, Any],
                 extras: Mapping[str, Any], callbacks: Sequence[Any], cb_keys: Sequence[str], history: History,
-                epoch: int, global_step: int, rngs: list[Any], d: _Dist, seed: int) -> dict[str, Any]:
-    return {
+                epoch: int, global_step: int, rngs: list[Any], d: _Dist, seed: int, identity: dict[str, Any],
+                partial: dict[str, Any] | None) -> dict[str, Any]:
+    ckpt = {
         "format": _FORMAT,
         "model": model.state_dict(),
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
@@ -875,5 +993,42 @@ def _checkpoint(model: nn.Module, optimizers: Mapping[str, Any], schedulers: Map
         "epoch": epoch,
         "global_step": global_step,
         "rng": rngs,
-        "meta": {"world_size": d.world_size, "seed": int(seed), "torch": str(torch.__version__)},
+        "meta": {"world_size": d.world_size, "seed": int(seed), "torch": str(torch.__version__),
+                 "run": json.dumps(identity["run"], sort_keys=True), "run_digest": identity["digest"]},
     }
+    if partial is not None:
+        ckpt["partial"] = partial
+    return ckpt
+
+
+def _check_same_run(ckpt: Mapping[str, Any], identity: Mapping[str, Any], path: Path) -> None:
+    """Refuse to resume a checkpoint written by another run (see :func:`run_identity`)."""
+    saved_digest = ckpt["meta"].get("run_digest")
+    if saved_digest == identity["digest"]:
+        return
+    now = identity["run"]
+    if saved_digest is None:
+        there = "a run of unknown origin (written before checkpoints recorded their run)"
+        diff = ""
+    else:
+        saved = json.loads(ckpt["meta"]["run"])
+        there = f"a run of {_describe(saved)}"
+        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if "recipe" in changed and isinstance(saved.get("recipe"), dict) and isinstance(now.get("recipe"), dict):
+            changed.remove("recipe")
+            changed += [f"recipe.{k}" for k in sorted(set(saved["recipe"]) | set(now["recipe"]))
+                        if saved["recipe"].get(k) != now["recipe"].get(k)]
+        diff = f" (different: {', '.join(changed)})" if changed else ""
+    raise ResumeMismatchError(
+        f"{path} holds {there}, epoch {ckpt['epoch']}, but this run is {_describe(now)}{diff}: resuming would "
+        f"mix two runs. Train into another folder (each profile has its own), or delete {path.parent} to "
+        f"start this run from scratch (resume=False does that).")
+
+
+def _remove_stale_temporaries(out: Path, say: Callable[..., Any]) -> None:
+    """Delete ``.last.pt.<pid>.tmp`` / ``.history.json.<pid>.tmp`` left by a run killed while writing."""
+    for name in (CHECKPOINT_NAME, HISTORY_NAME):
+        for tmp in out.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                say(f"fit: removed {tmp.name}, left by a run interrupted while writing it")

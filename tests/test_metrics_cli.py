@@ -80,11 +80,13 @@ def test_unmatched_names_are_listed(folders, capsys):
     assert "2 fused image(s) have no match in --b" in err and "0003.png" in err
 
 
-def test_size_mismatch_names_the_files(folders, capsys):
+def test_size_mismatch_names_the_files_and_the_others_are_scored(folders, capsys):
     _save(folders["ir"] / "0002.png", np.zeros((40, 64), np.uint8))
-    assert main(_args(folders)) == 2
-    err = capsys.readouterr().err
-    assert "size mismatch for '0002'" in err and "0002.png 64x40" in err and "64x48" in err
+    assert main(_args(folders, "--metrics", "EN")) == 1
+    cap = capsys.readouterr()
+    assert "0002: size mismatch" in cap.err and "0002.png 64x40" in cap.err and "64x48" in cap.err
+    assert "1 of 3 image(s) could not be scored" in cap.err
+    assert "2 image(s)" in cap.out, "the two good pairs are still in the table"
 
 
 def test_bad_folder_and_metric(folders, tmp_path, capsys):

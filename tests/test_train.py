@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -458,3 +459,80 @@ def test_ddp_matches_single_process(tmp_path):
     assert not torch.allclose(init["enc.weight"], ref["enc.weight"], atol=1e-3)  # it did train
     ckpt = load_checkpoint(tmp_path / "ddp" / "last.pt")
     assert ckpt["meta"]["world_size"] == 2 and len(ckpt["rng"]) == 2 and ckpt["global_step"] == 8
+
+
+# --------------------------------------------------------------------------- resume inside an epoch, run identity
+
+
+class StopAtStep:
+    """Raises (a crash) after global step ``step``, inside an epoch."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt("simulated interruption inside an epoch")
+
+
+@pytest.mark.parametrize("mode", ["per_sample", "global"])
+def test_resume_inside_an_epoch_equals_uninterrupted(tmp_path, mode):
+    # 10 samples, batch 3: 4 steps per epoch; checkpoints every 2 steps; crash after step 7 (epoch 2, step 3)
+    ref_model, ref_opt, ref_hist = run_fit(tmp_path / "ref", mode=mode, record_steps=True)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(out, callbacks=[StopAtStep(7)], mode=mode, checkpoint_every=2, record_steps=True)
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == 1 and ckpt["partial"]["step_in_epoch"] == 2 and ckpt["global_step"] == 6
+    model, opt, hist = run_fit(out, seed=99, mode=mode, checkpoint_every=2, record_steps=True)
+    ref_sd, sd = ref_model.state_dict(), model.state_dict()
+    assert all(torch.equal(ref_sd[k], sd[k]) for k in ref_sd)
+    assert _no_seconds(hist.epochs) == _no_seconds(ref_hist.epochs)
+    assert [s["step"] for s in hist.steps] == list(range(1, 17)), "each step recorded once"
+    assert hist.steps == ref_hist.steps
+
+
+def test_time_based_checkpoints_inside_an_epoch(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(out, callbacks=[StopAtStep(3)], checkpoint_seconds=1e-9)  # due after every step
+    assert load_checkpoint(out / "last.pt")["partial"]["step_in_epoch"] == 2  # step 3 crashed before its save
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        run_fit(out, checkpoint_every=0)
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
+    from fusionlib.recipes import Recipe
+    from fusionlib.train import ResumeMismatchError
+
+    smoke, lab = Recipe(max_steps=4, lr=1e-2), Recipe(max_steps=500, lr=1e-2)
+    run_fit(tmp_path, epochs=1, run={"method": "tiny", "profile": "smoke", "recipe": smoke})
+    with pytest.raises(ResumeMismatchError) as e:
+        run_fit(tmp_path, epochs=2, run={"method": "tiny", "profile": "lab", "recipe": lab})
+    msg = str(e.value)
+    assert "profile 'smoke'" in msg and "profile 'lab'" in msg and "recipe.max_steps" in msg
+    assert str(tmp_path) in msg and "delete" in msg
+    # the recipe's notes are not part of the identity; the same run resumes
+    _, _, h = run_fit(tmp_path, epochs=2, run={"method": "tiny", "profile": "smoke",
+                                               "recipe": dataclasses.replace(smoke, notes="edited")})
+    assert [r["epoch"] for r in h.epochs] == [1, 2]
+    # another model in the same folder is refused too
+    torch.manual_seed(0)
+    other = nn.Sequential(nn.Conv2d(2, 1, 1))
+    with pytest.raises(ResumeMismatchError, match="model"):
+        fit(other, lambda m, b: m(torch.cat([b["ir"], b["vi"]], 1)).mean(), make_run()[3], epochs=3,
+            optimizer=torch.optim.SGD(other.parameters(), lr=0.1), device="cpu", out_dir=tmp_path, progress=False,
+            run={"method": "tiny", "profile": "smoke", "recipe": smoke})
+
+
+def test_corrupt_checkpoint_and_stale_temporaries(tmp_path, capsys):
+    run_fit(tmp_path, epochs=1)
+    (tmp_path / ".last.pt.12345.tmp").write_bytes(b"half a checkpoint")  # a kill during the write
+    run_fit(tmp_path, epochs=2)
+    assert not list(tmp_path.glob(".*.tmp")) and "removed .last.pt.12345.tmp" in capsys.readouterr().out
+    (tmp_path / "last.pt").write_bytes((tmp_path / "last.pt").read_bytes()[:100])  # truncated
+    with pytest.raises(ValueError) as e:
+        run_fit(tmp_path, epochs=3)
+    msg = str(e.value)
+    assert "last.pt" in msg and "damaged or truncated" in msg and "Delete it" in msg
+    assert "weights_only=False" not in msg

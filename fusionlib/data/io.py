@@ -13,6 +13,11 @@ Conventions (one rule each, stated once):
   (:func:`fusionlib.ops.colour.rgb_to_gray`), kept as a float: it is *not* rounded to 8 bits the way
   ``PIL .convert('L')`` or ``cv2.IMREAD_GRAYSCALE`` round it (difference at most 0.5/255).
 * EXIF orientation is **not** applied: pixels are read in file order, as the pairs were registered.
+* **A pixel budget** (:data:`MAX_PIXELS`, 50 megapixels) is checked on the header, before anything is
+  decoded: a larger file (a decompression bomb, a 12000x12000 PNG of 140 kB that would take ~5 GB as
+  float) is refused with its size. Raise it per call (``max_pixels=``), for the process
+  (``fusionlib.data.io.MAX_PIXELS``) or in the commands (``--max-pixels``); Pillow's own limit is
+  replaced by it.
 
 Every error is a :class:`FusionDataError` (a ``ValueError``) whose message names the file.
 """
@@ -32,6 +37,8 @@ from fusionlib.ops.colour import rgb_to_gray
 __all__ = [
     "FusionDataError",
     "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
+    "open_image",
     "READ_MODES",
     "ImageInfo",
     "image_info",
@@ -42,6 +49,9 @@ __all__ = [
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 READ_MODES = ("gray", "y", "rgb", "raw")
+
+#: Largest image (H * W) read without being asked: 50 MP, e.g. 8660 x 5770 (a 480x640 pair is 0.3 MP).
+MAX_PIXELS = 50_000_000
 
 # Pillow modes we decode, and what they become before scaling.
 _GRAY8 = {"L", "1", "LA", "La"}
@@ -90,13 +100,36 @@ def _file_bit_depth(img: Image.Image) -> int:
     return 8
 
 
-def _open(path: Path) -> Image.Image:
+def open_image(path: str | Path, *, max_pixels: int | None = None) -> Image.Image:
+    """``PIL.Image.open`` (header only, nothing decoded) with the pixel budget checked first.
+
+    Args:
+        max_pixels: largest ``H * W`` accepted; None uses :data:`MAX_PIXELS`, 0 disables the check.
+
+    Raises:
+        FusionDataError: missing, not an image, or over the budget (the message gives the size and
+            how to raise the budget).
+    """
+    p = _check_path(path)
+    budget = MAX_PIXELS if max_pixels is None else int(max_pixels)
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our budget replaces Pillow's warning / DecompressionBombError
     try:
-        return Image.open(path)
+        img = Image.open(p)
     except UnidentifiedImageError as e:
-        raise FusionDataError(f"not a readable image (unknown or corrupt format): {path}") from e
+        raise FusionDataError(f"not a readable image (unknown or corrupt format): {p}") from e
     except OSError as e:
-        raise FusionDataError(f"cannot open image {path}: {e}") from e
+        raise FusionDataError(f"cannot open image {p}: {e}") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    w, h = img.size
+    if budget and w * h > budget:
+        img.close()
+        raise FusionDataError(
+            f"{p}: {w}x{h} (W x H) = {w * h / 1e6:.1f} megapixels is over the pixel budget of "
+            f"{budget / 1e6:g} MP (nothing was decoded); if the image is genuine, raise the budget with "
+            f"--max-pixels {w * h} (or fusionlib.data.io.MAX_PIXELS)")
+    return img
 
 
 def image_info(path: str | Path) -> ImageInfo:
@@ -106,7 +139,7 @@ def image_info(path: str | Path) -> ImageInfo:
         FusionDataError: the file is missing, not an image, or of an unsupported mode.
     """
     p = _check_path(path)
-    with _open(p) as img:
+    with open_image(p) as img:
         mode = img.mode
         if mode not in _GRAY8 | _COLOUR8 | _GRAY16:
             raise FusionDataError(
@@ -116,13 +149,13 @@ def image_info(path: str | Path) -> ImageInfo:
         return ImageInfo(p, (img.height, img.width), mode, _file_bit_depth(img), channels, img.format)
 
 
-def _load_array(path: str | Path, allow_16bit: bool = True) -> np.ndarray:
+def _load_array(path: str | Path, allow_16bit: bool = True, max_pixels: int | None = None) -> np.ndarray:
     """Decode ``path`` to an ``(H, W, C)`` array, C in {1, 3}, dtype uint8 or uint16 (alpha dropped).
 
     Kept integer so that datasets can cache it compactly and crop before converting to float.
     """
     p = _check_path(path)
-    with _open(p) as img:
+    with open_image(p, max_pixels=max_pixels) as img:
         mode = img.mode
         depth = _file_bit_depth(img)
         if depth == 16 and not allow_16bit:
@@ -207,7 +240,7 @@ def resize_lanczos(arr: np.ndarray, scale: float) -> np.ndarray:
 
 
 def read_image(path: str | Path, mode: str = "gray", *, allow_16bit: bool = True,
-               scale: float | None = None) -> torch.Tensor:
+               scale: float | None = None, max_pixels: int | None = None) -> torch.Tensor:
     """Read an image file as a float32 tensor ``(C, H, W)`` in [0, 1].
 
     Args:
@@ -218,13 +251,15 @@ def read_image(path: str | Path, mode: str = "gray", *, allow_16bit: bool = True
             scaled by 1/65535.
         scale: if given, the decoded integer image is first resized by this factor with Lanczos
             (:func:`resize_lanczos`; e.g. ``0.5`` for M3FD as the SIBA paper evaluates it).
+        max_pixels: pixel budget (None: :data:`MAX_PIXELS`; 0: none), checked before decoding.
 
     Raises:
-        FusionDataError: missing file, undecodable file, unsupported Pillow mode, bad ``mode``.
+        FusionDataError: missing file, undecodable file, unsupported Pillow mode, bad ``mode``,
+            an image over the pixel budget.
     """
     if mode not in READ_MODES:
         raise FusionDataError(f"unknown read mode {mode!r} for {path}; expected one of {READ_MODES}")
-    arr = _load_array(path, allow_16bit=allow_16bit)
+    arr = _load_array(path, allow_16bit=allow_16bit, max_pixels=max_pixels)
     if scale is not None:
         arr = resize_lanczos(arr, scale)
     return _convert(_to_float(arr), mode)

@@ -120,17 +120,24 @@ def psnr(
       plus ``20 log10(255)`` = 48.13 dB;
     * ``"cddfuse"``: ``10 log10(max(F)^2 / MSE_255)``, the fused image's own maximum as the peak.
 
-    Identical images give ``inf``.
+    A fused image equal to both sources gives ``+inf`` (MSE 0), an all-black one under ``"cddfuse"`` gives
+    ``-inf`` (peak 0); either comes with a ``RuntimeWarning`` saying which images and why.
     """
     m255 = mse(fused, a, b)
     if convention == "peak255":
-        return 10 * torch.log10(255.0**2 / m255)
-    if convention == "tang":
-        return 20 * torch.log10(255.0 / torch.sqrt(m255 / 255.0**2))
-    if convention == "cddfuse":
+        out = 10 * torch.log10(255.0**2 / m255)
+    elif convention == "tang":
+        out = 20 * torch.log10(255.0 / torch.sqrt(m255 / 255.0**2))
+    elif convention == "cddfuse":
         peak = fused.flatten(1).amax(1)
-        return 10 * torch.log10(peak.square() / m255)
-    raise ValueError(f"unknown PSNR convention {convention!r}; use 'peak255', 'tang' or 'cddfuse'")
+        out = 10 * torch.log10(peak.square() / m255)
+    else:
+        raise ValueError(f"unknown PSNR convention {convention!r}; use 'peak255', 'tang' or 'cddfuse'")
+    same = m255 == 0
+    warn_undefined("PSNR", same, "the fused image equals both sources (MSE 0): +inf, and a mean including it is inf")
+    warn_undefined("PSNR", ~same & ~torch.isfinite(out),
+                   "the fused image is all black (peak 0 under the cddfuse convention): -inf")
+    return out
 
 
 def cc(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,7 @@ as both toolboxes read 8-bit images from disk (``quantize=False`` keeps the frac
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -322,6 +323,7 @@ def evaluate(
     *,
     data_range: float | None = None,
     quantize: bool | None = None,
+    errors: str = "raise",
 ) -> dict[str, torch.Tensor]:
     """Compute fusion metrics under a named convention: ``{name: Tensor (B,)}`` (float64, input device).
 
@@ -335,6 +337,9 @@ def evaluate(
             result is keyed by the names you asked for.
         data_range: maximum of the float input scale (default 1.0); ignored for ``uint8``.
         quantize: round to integer levels after scaling (default: the preset's, True).
+        errors: ``"raise"``, or ``"nan"``: a metric that cannot be computed on these images (MS-SSIM on
+            an image under 176 px) is NaN, with a ``RuntimeWarning`` naming it and why; the others are
+            still computed. Bad inputs (shapes, ranges, names) raise either way.
 
     Raises:
         ValueError: shape mismatch, non-finite values, values outside the range, unknown metric.
@@ -353,8 +358,17 @@ def evaluate(
     a_ = to_levels(a, "a", data_range=data_range, quantize=q)
     b_ = to_levels(b, "b", data_range=data_range, quantize=q)
     check_same_shape(fused=f, a=a_, b=b_)
+    if errors not in ("raise", "nan"):
+        raise ValueError(f"evaluate: errors must be 'raise' or 'nan', got {errors!r}")
     ctx = Ctx(f, a_, b_)
     out: dict[str, torch.Tensor] = {}
     for name, key in zip(names, keys):
-        out[name] = p.metrics[key].fn(ctx)
+        try:
+            out[name] = p.metrics[key].fn(ctx)
+        except ValueError as e:
+            if errors == "raise":
+                raise
+            warnings.warn(f"{name} cannot be computed on these images, reported as NaN: {e}", RuntimeWarning,
+                          stacklevel=2)
+            out[name] = torch.full((f.shape[0],), float("nan"), dtype=torch.float64, device=f.device)
     return out

@@ -641,7 +641,8 @@ def train_aidfusion(
 
     return fit(model, step, loader, epochs=n_epochs, optimizer=opt, device=device, seed=seed, out_dir=out_dir,
                clip_grad_norm=recipe.clip_grad_norm, callbacks=[PHOCallback(loss), *callbacks],
-               max_steps_per_epoch=max_steps_per_epoch, progress=progress)
+               max_steps_per_epoch=max_steps_per_epoch, progress=progress,
+               run={"recipe": recipe, "strategy": strategy})
 
 
 class EpochMetrics:

@@ -742,7 +742,8 @@ def train_dmnet(model: DMNet, loader: Any, *, recipe: DMNetRecipe, device: str |
     steps = max_steps_per_epoch if max_steps_per_epoch is not None else recipe.steps_per_epoch
     return fit(model, step, loader, epochs=e1 + e2, optimizer=opt, scheduler=sched, device=device, seed=seed,
                out_dir=out_dir, clip_grad_norm=recipe.clip_grad_norm, bf16=bf16,
-               callbacks=[switch, *callbacks], max_steps_per_epoch=steps, progress=progress)
+               callbacks=[switch, *callbacks], max_steps_per_epoch=steps, progress=progress,
+               run={"recipe": recipe, "stage_epochs": [e1, e2]})
 
 
 register_model("dmnet", DMNet, DMNetConfig())

@@ -553,7 +553,7 @@ def train_rpfnet(model: RPFNet, loader, *, recipe: Recipe, device: str | torch.d
     return fit(model, rpfnet_train_step(aux, criterion), loader, epochs=n_epochs, optimizer=opts,
                scheduler=sched, device=device, seed=seed, out_dir=out_dir, clip_grad_norm=recipe.clip_grad_norm,
                callbacks=list(callbacks), max_steps_per_epoch=max_steps_per_epoch, progress=progress,
-               extra_state={"aux": aux})
+               extra_state={"aux": aux}, run={"recipe": recipe})
 
 
 # --- registration -------------------------------------------------------------------------------------

@@ -244,7 +244,7 @@ net = TinyFuse()
 tracker = LazinessTracker()
 t_train = time.perf_counter()
 hist = train_tinyfuse(net, loader, recipe=TINYFUSE_RECIPES["paper"], device=S.device, seed=seed,
-                      out_dir=f"{out_dir}/train", epochs=B["epochs"], max_steps_per_epoch=B["steps"],
+                      out_dir=str(S.train_dir), epochs=B["epochs"], max_steps_per_epoch=B["steps"],
                       callbacks=[tracker])
 t_train = time.perf_counter() - t_train
 net = net.to("cpu").eval()

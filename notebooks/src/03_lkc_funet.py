@@ -610,7 +610,7 @@ kernels0 = {n: p.detach().clone() for n, p in net.named_parameters() if p.ndim =
 tracker = LazinessTracker()
 t_train = time.perf_counter()
 # per-epoch checkpoints (resumable) except in smoke: the model + Adam state is ~0.5 GB per save
-train_dir = None if S.profile == "smoke" else f"{out_dir}/train"
+train_dir = None if S.profile == "smoke" else str(S.train_dir)
 hist = train_lkc_funet(net, loader, recipe=recipe, device=S.device, seed=seed, out_dir=train_dir,
                        epochs=B["epochs"], max_steps_per_epoch=B["steps"], callbacks=[tracker], progress=True)
 t_train = time.perf_counter() - t_train

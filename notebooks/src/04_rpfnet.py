@@ -523,7 +523,7 @@ net = RPFNet()
 aux = RPFNetAux(32)
 tracker = LazinessTracker()
 t_train = time.perf_counter()
-hist = train_rpfnet(net, loader, recipe=recipe, device=S.device, seed=seed, out_dir=f"{out_dir}/train",
+hist = train_rpfnet(net, loader, recipe=recipe, device=S.device, seed=seed, out_dir=str(S.train_dir),
                     epochs=B["epochs"], callbacks=[tracker], max_steps_per_epoch=B["steps"], progress=True, aux=aux)
 t_train = time.perf_counter() - t_train
 net, aux = net.to("cpu").eval(), aux.to("cpu").eval()

@@ -470,7 +470,7 @@ torch.manual_seed(seed)
 net = create_model(B["model"])
 tracker = LazinessTracker()
 t_train = time.perf_counter()
-hist = train_dmnet(net, loader, recipe=recipe, device=S.device, seed=seed, out_dir=f"{out_dir}/train",
+hist = train_dmnet(net, loader, recipe=recipe, device=S.device, seed=seed, out_dir=str(S.train_dir),
                    epochs=(E1, E2), max_steps_per_epoch=B["steps"], callbacks=[tracker])
 t_train = time.perf_counter() - t_train
 net = net.eval()                                          # stays on S.device for the sections below
