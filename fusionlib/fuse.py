@@ -168,9 +168,7 @@ def check_output_folder(out: str | Path, inputs: list[str | Path]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     from fusionlib import allocator
     from fusionlib.data import io
-    from fusionlib.methods import METHODS, PATHS, default_weights, get_method, load_fuser
-    from fusionlib.runner import run_failed
-    from fusionlib.train import resolve_device
+    from fusionlib.methods import METHODS, PATHS
 
     ap = argparse.ArgumentParser(prog="python -m fusionlib.fuse", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -188,16 +186,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="runs", help="where the notebooks saved their weights")
     ap.add_argument("--path", choices=PATHS, default="fast",
                     help="fast: the fastest path exact to the readable one (default); readable: the readable forward")
-    ap.add_argument("--max-pixels", type=int, default=io.MAX_PIXELS,
-                    help=f"refuse images with more pixels than this (default {io.MAX_PIXELS:,}; 0: no limit)")
+    ap.add_argument("--max-pixels", type=int, default=io.DEFAULT_MAX_PIXELS,
+                    help=f"refuse images with more pixels than this (default {io.DEFAULT_MAX_PIXELS:,}; 0: no limit)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     if a.batch is not None and a.batch < 1:
         ap.error(f"--batch must be at least 1, got {a.batch}")
     if a.max_pixels < 0:
         ap.error(f"--max-pixels must be 0 (no limit) or positive, got {a.max_pixels}")
-    io.MAX_PIXELS = a.max_pixels
     allocator.keep_freed_memory()
+    with io.pixel_budget(a.max_pixels):
+        return _run(a, ap)
+
+
+def _run(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
+    from fusionlib.methods import default_weights, get_method, load_fuser
+    from fusionlib.runner import run_failed
+    from fusionlib.train import resolve_device
 
     try:
         method = get_method(a.method)

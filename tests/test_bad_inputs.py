@@ -281,3 +281,11 @@ def test_runner_reports_the_real_error_and_sets_old_results_aside(tmp_path, caps
                       "--out", str(tmp_path / "o"), "--quiet"]) == 2
     cap = capsys.readouterr()
     assert "last 02_siba run failed" in cap.out and "needs trained weights" in cap.err
+
+
+def test_a_raised_pixel_budget_does_not_outlive_the_command(tmp_path):
+    from fusionlib.data import io
+
+    ir, vi = _pairs(tmp_path, n=1)
+    assert _fuse(ir, vi, tmp_path / "o", "--max-pixels", "100000000") == 0
+    assert io.MAX_PIXELS == io.DEFAULT_MAX_PIXELS

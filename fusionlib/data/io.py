@@ -24,7 +24,9 @@ Every error is a :class:`FusionDataError` (a ``ValueError``) whose message names
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,8 @@ __all__ = [
     "FusionDataError",
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
+    "DEFAULT_MAX_PIXELS",
+    "pixel_budget",
     "open_image",
     "READ_MODES",
     "ImageInfo",
@@ -51,7 +55,19 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", "
 READ_MODES = ("gray", "y", "rgb", "raw")
 
 #: Largest image (H * W) read without being asked: 50 MP, e.g. 8660 x 5770 (a 480x640 pair is 0.3 MP).
-MAX_PIXELS = 50_000_000
+DEFAULT_MAX_PIXELS = 50_000_000
+MAX_PIXELS = DEFAULT_MAX_PIXELS
+
+
+@contextlib.contextmanager
+def pixel_budget(max_pixels: int) -> Iterator[None]:
+    """Within the block, :data:`MAX_PIXELS` is ``max_pixels`` (0: no limit); restored afterwards (the commands)."""
+    global MAX_PIXELS
+    saved, MAX_PIXELS = MAX_PIXELS, int(max_pixels)
+    try:
+        yield
+    finally:
+        MAX_PIXELS = saved
 
 # Pillow modes we decode, and what they become before scaling.
 _GRAY8 = {"L", "1", "LA", "La"}

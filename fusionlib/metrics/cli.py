@@ -127,14 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--csv", type=Path, default=None,
                     help="write per-image values to this CSV file (row by row, as they are computed)")
     ap.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    ap.add_argument("--max-pixels", type=int, default=io.MAX_PIXELS,
-                    help=f"refuse images with more pixels than this (default {io.MAX_PIXELS:,}; 0: no limit)")
+    ap.add_argument("--max-pixels", type=int, default=io.DEFAULT_MAX_PIXELS,
+                    help=f"refuse images with more pixels than this (default {io.DEFAULT_MAX_PIXELS:,}; 0: no limit)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     if args.max_pixels < 0:
         ap.error(f"--max-pixels must be 0 (no limit) or positive, got {args.max_pixels}")
-    io.MAX_PIXELS = args.max_pixels
     with contextlib.ExitStack() as stack:
+        stack.enter_context(io.pixel_budget(args.max_pixels))
         try:  # everything that can be checked before the first image is computed
             pairs = match_pairs(args.fused, args.a, args.b)
             preset = get_preset(args.preset)
