@@ -20,6 +20,7 @@ from fusionlib.methods import default_weights
 from fusionlib.metrics import evaluate
 from fusionlib.metrics.cli import main as metrics_main
 from fusionlib.runner import main as runner_main
+from test_fuse import _pairs  # noqa: E402  (tests/ is on sys.path: no __init__.py)
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:
@@ -32,17 +33,6 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
                      + chunk(b"IEND", b""))
     return path
-
-
-def _pairs(tmp: Path, n: int = 3, size=(40, 52)) -> tuple[Path, Path]:
-    rng = np.random.default_rng(0)
-    ir, vi = tmp / "ir", tmp / "vi"
-    ir.mkdir()
-    vi.mkdir()
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, size, dtype=np.uint8)).save(ir / f"p{i}.png")
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(vi / f"p{i}.png")
-    return ir, vi
 
 
 def _digest(folder: Path) -> dict[str, str]:
