@@ -222,6 +222,8 @@ def _run(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
             print(f"note: the last {method.notebook} run failed ({failed}); its weights are not used")
         if weights and not a.weights:
             print(f"weights: {weights} (from the {method.notebook} run)")
+        if a.mode and method.infer is None:
+            raise ValueError(f"--mode is RPFNet's BatchNorm mode; {a.method} has no such option")
         device = resolve_device(a.device)
         kw = {"mode": a.mode} if a.mode else {}
         fuser = load_fuser(a.method, weights, device=device, path=a.path, **kw)

@@ -226,8 +226,8 @@ class Fuser:
         if self.method.rule is not None:
             return self.method.rule(ir, vi)
         with torch.inference_mode():
-            if self._fast is not None:
-                return self._fast(self.model, ir, vi, **self.infer_kwargs)
+            if self._fast is not None:  # infer_kwargs (RPFNet's BatchNorm mode) belong to methods with ``infer``
+                return self._fast(self.model, ir, vi, **(self.infer_kwargs if self.infer else {}))
             if self.infer is not None:
                 return self.infer(self.model, ir, vi, **self.infer_kwargs)
             return self.model(ir, vi)

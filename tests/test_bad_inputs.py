@@ -279,3 +279,14 @@ def test_a_raised_pixel_budget_does_not_outlive_the_command(tmp_path):
     ir, vi = _pairs(tmp_path, n=1)
     assert _fuse(ir, vi, tmp_path / "o", "--max-pixels", "100000000") == 0
     assert io.MAX_PIXELS == io.DEFAULT_MAX_PIXELS
+
+
+def test_fuse_bogus_device_and_misplaced_mode(tmp_path, capsys):
+    ir, vi = _pairs(tmp_path, n=1)
+    assert _fuse(ir, vi, tmp_path / "o", "--device", "bogus") == 2
+    err = capsys.readouterr().err
+    assert "'bogus'" in err and "Traceback" not in err
+    torch.save({"w": torch.zeros(1)}, tmp_path / "w.pt")
+    assert fuse_main(["--method", "siba", "--mode", "eval", "--weights", str(tmp_path / "w.pt"), "--ir", str(ir),
+                      "--vi", str(vi), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "--mode is RPFNet's BatchNorm mode" in capsys.readouterr().err
