@@ -15,8 +15,9 @@ never written over), and images larger than the pixel budget (``--max-pixels``, 
 from their header, before anything is decoded.
 
 Networks run on their fastest inference path that computes the same function as the readable one
-(SIBA: ``forward_fast``, within 1e-5); ``--path readable`` runs the readable ``forward`` instead, for
-teaching and debugging. The command prints which path it took.
+(SIBA: ``forward_fast``; RPFNet with ``--mode eval``: BatchNorm folded into the convolutions; both within
+1e-5); ``--path readable`` runs the readable ``forward`` instead, for teaching and debugging. The command
+prints which path it took.
 """
 
 from __future__ import annotations

@@ -51,9 +51,9 @@ class Method:
         infer: ``"module:function"`` called as ``infer(model, ir, vi, **infer_kwargs)``; None calls the model.
         infer_kwargs: defaults for ``infer`` (RPFNet's BatchNorm mode).
         fast: ``"module:function"`` of an inference-only path computing the same function as the
-            readable one (``fast(model, ir, vi)``), exact to it within 1e-5 on the golden inputs. The
-            module also defines ``fast_path_supported(model)``; :class:`Fuser` uses the fast path by
-            default where it is supported, ``path="readable"`` keeps the readable one.
+            readable one (``fast(model, ir, vi, **infer_kwargs)``), exact to it within 1e-5 on the golden
+            inputs. The module also defines ``fast_path_supported(model, **infer_kwargs)``; :class:`Fuser`
+            uses the fast path by default where it is supported, ``path="readable"`` keeps the readable one.
         train: ``"module:function"`` training it (``train_<paper>``), for the benchmark.
         recipes: ``"module:NAME"`` of its ``{profile: Recipe}``.
         loader: ``"module:function"`` ``(recipe, *, seed) -> loader`` when the method has its own
@@ -176,12 +176,14 @@ def load_model(name: str, weights: str | Path | None) -> nn.Module:
 PATHS = ("fast", "readable")
 
 
-def inference_path(name: str, model: nn.Module | None, path: str = "fast"
+def inference_path(name: str, model: nn.Module | None, path: str = "fast", **infer_kwargs: Any
                    ) -> tuple[str, Callable[..., torch.Tensor] | None]:
-    """``(label, fn)``: the path ``name`` runs on ``model``; ``fn(model, ir, vi)`` or None for ``model(ir, vi)``.
+    """``(label, fn)``: the path ``name`` runs on ``model``; ``fn(model, ir, vi, **infer_kwargs)``, or None for
+    the readable one (``infer`` or ``model(ir, vi)``).
 
-    ``path="fast"`` takes the method's fast path when it has one that supports ``model``'s configuration
-    (else the readable one, and the label says so); ``"readable"`` always the readable ``forward``.
+    ``path="fast"`` takes the method's fast path when it has one that supports ``model``'s configuration and
+    the inference options (RPFNet: only ``mode="eval"``); else the readable one, and the label says why.
+    ``"readable"`` always the readable ``forward``.
     """
     if path not in PATHS:
         raise ValueError(f"unknown inference path {path!r}; choose one of {', '.join(PATHS)}")
@@ -191,17 +193,27 @@ def inference_path(name: str, model: nn.Module | None, path: str = "fast"
     if path == "readable" or m.fast is None:
         return "readable" + ("" if path == "readable" else " (no fast path for this method)"), None
     mod, _, fn = m.fast.partition(":")
-    if not _resolve(f"{mod}:fast_path_supported")(model):
-        return "readable (this configuration has no fast path)", None
+    options = {**m.infer_kwargs, **infer_kwargs}
+    if not _resolve(f"{mod}:fast_path_supported")(model, **options):
+        why = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "this configuration"
+        return f"readable (no fast path for {why})", None
     return f"fast ({fn})", _resolve(m.fast)
 
 
-def fast_forward(name: str, model: nn.Module, path: str = "fast") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``(ir, vi) -> fused`` on ``model`` by :func:`inference_path` (no clamping, no padding), for notebooks."""
-    _, fn = inference_path(name, model, path)
+def fast_forward(name: str, model: nn.Module, path: str = "fast", **infer_kwargs: Any
+                 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(ir, vi) -> fused`` on ``model`` by :func:`inference_path` (no clamping, no padding), for notebooks.
+
+    The method's inference options (RPFNet's ``mode``) apply to either path.
+    """
+    m = get_method(name)
+    options = {**m.infer_kwargs, **infer_kwargs} if m.infer else {}
+    _, fn = inference_path(name, model, path, **options)
+    if fn is None:
+        fn = _resolve(m.infer) if m.infer else None
     if fn is None:
         return model
-    return lambda ir, vi: fn(model, ir, vi)
+    return lambda ir, vi: fn(model, ir, vi, **options)
 
 
 class Fuser:
@@ -217,9 +229,9 @@ class Fuser:
         self.method = get_method(name)
         self.device = torch.device(device)
         self.model = None if self.method.rule else load_model(name, weights).to(self.device)
-        self.path, self._fast = inference_path(name, self.model, path)
         self.infer = _resolve(self.method.infer) if self.method.infer else None
         self.infer_kwargs = {**self.method.infer_kwargs, **infer_kwargs}
+        self.path, self._fast = inference_path(name, self.model, path, **self.infer_kwargs)
 
     def forward_only(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """The network (or rule) alone on already padded, on-device inputs."""
@@ -359,6 +371,7 @@ def _builtin() -> None:
     register_method(Method("rpfnet", "RPFNet", model="rpfnet", notebook="04_rpfnet",
                            released="fusionlib.checkpoints:load_rpfnet_released",
                            infer="fusionlib.models.rpfnet:rpfnet_infer", infer_kwargs={"mode": "as_released"},
+                           fast="fusionlib.models.rpfnet_fast:rpfnet_forward_fast",
                            recipes="fusionlib.models.rpfnet:RPFNET_RECIPES", train="fusionlib.models.rpfnet:train_rpfnet",
                            paper="RPFNet, ACM MM 2025"))
 

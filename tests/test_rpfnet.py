@@ -293,3 +293,36 @@ def test_train_rpfnet_two_optimisers_and_aux_checkpoint(tmp_path):
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert set(ckpt["optimizers"]) == {"model", "aux"} and "aux" in ckpt["extra"]
     assert {r["block"] for r in tracker.records} == set(m.laziness_blocks())
+
+
+# --- the eval-mode fast path ------------------------------------------------------------------------------
+@pytest.mark.parametrize("tag", ["msrs_00004N", "msrs_00055D"])
+def test_fast_path_eval_equals_readable_and_golden(released, golden, tag):
+    from fusionlib.models.rpfnet_fast import rpfnet_forward_fast
+
+    ir, vi = npy(golden / f"crop128/{tag}_ir.npy"), npy(golden / f"crop128/{tag}_vis_y.npy")
+    fast = rpfnet_forward_fast(released, ir, vi, mode="eval")
+    assert _max_err(fast, rpfnet_infer(released, ir, vi, mode="eval")) < 1e-5
+    assert _max_err(fast, npy(golden / f"crop128/{tag}_out_sigmoid_eval.npy")) < TOL
+
+
+@pytest.mark.parametrize("overrides", [{}, {"shared_stages": False, "cpm_kernel": 3}, {"channels": 8, "num_stages": 1}])
+def test_fast_path_folds_batchnorm_exactly(overrides):
+    from fusionlib.models.rpfnet_fast import fast_path_supported, rpfnet_forward_fast
+
+    torch.manual_seed(0)
+    m = RPFNet(**overrides).eval()
+    for bn in m.modules():  # non-trivial running statistics and affines, so that the folding matters
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_mean.uniform_(-0.3, 0.3)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.data.uniform_(0.5, 1.5)
+            bn.bias.data.uniform_(-0.2, 0.2)
+    ir, vi = torch.rand(2, 1, 40, 52), torch.rand(2, 1, 40, 52)
+    assert fast_path_supported(m, mode="eval") and not fast_path_supported(m, mode="as_released")
+    assert _max_err(rpfnet_forward_fast(m, ir, vi, mode="eval"), rpfnet_infer(m, ir, vi, mode="eval")) < 1e-5
+    # the released test script's mode (batch statistics) is left to the readable path, bit for bit
+    assert torch.equal(rpfnet_forward_fast(m, ir, vi), rpfnet_infer(m, ir, vi))
+    att = RPFNet(attention_in_rpm=True).eval()
+    assert not fast_path_supported(att, mode="eval")
+    assert torch.equal(rpfnet_forward_fast(att, ir, vi, mode="eval"), rpfnet_infer(att, ir, vi, mode="eval"))

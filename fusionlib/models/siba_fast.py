@@ -37,7 +37,7 @@ __all__ = ["siba_forward_fast", "fast_path_supported"]
 _CL = torch.channels_last
 
 
-def fast_path_supported(model: nn.Module) -> bool:
+def fast_path_supported(model: nn.Module, **infer_kwargs: object) -> bool:
     """True when ``siba_forward_fast`` computes ``model.forward`` (WithBias LayerNorm, 1-channel images)."""
     cfg = model.config
     return cfg.LayerNorm_type == "WithBias" and cfg.in_channels == 1
