@@ -218,7 +218,8 @@ def _run(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         pairs = find_pairs(a.ir, a.vi, ignore_unmatched=a.ignore_unmatched)
         check_output_folder(a.out, [a.ir, a.vi])
         weights = a.weights or (default_weights(a.method, a.runs) if method.needs_weights else None)
-        failed = run_failed(Path(a.runs) / method.notebook) if method.notebook and not a.weights else None
+        failed = (run_failed(Path(a.runs) / method.notebook)
+                  if weights is None and method.needs_weights and method.notebook else None)
         if failed:
             print(f"note: the last {method.notebook} run failed ({failed}); its weights are not used")
         if weights and not a.weights:

@@ -221,7 +221,8 @@ class Fuser:
 
     Pads (reflect) to the method's size multiple and crops back, runs without gradients on ``device``.
     ``path="fast"`` (default) runs the method's fastest exact inference path where it has one (SIBA's
-    ``forward_fast``); ``path="readable"`` the readable ``forward``. ``self.path`` says which ran.
+    ``forward_fast``; RPFNet's folded-BatchNorm path in ``mode="eval"``); ``path="readable"`` the readable
+    ``forward``. ``self.path`` says which runs.
     """
 
     def __init__(self, name: str, weights: str | Path | None = None, *, device: str | torch.device = "cpu",

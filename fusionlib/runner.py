@@ -91,7 +91,9 @@ def check_results(path: str | Path) -> dict[str, Any]:
 def run_failed(out_dir: str | Path) -> str | None:
     """The reason recorded in ``out_dir/FAILED.txt`` when that notebook's last run failed, else None."""
     p = Path(out_dir) / FAILED_NAME
-    return p.read_text().strip() or "failed" if p.is_file() else None
+    if not p.is_file():
+        return None
+    return p.read_text().strip() or "failed"
 
 
 def failure_reason(e: BaseException) -> str:

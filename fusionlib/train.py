@@ -40,7 +40,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +91,8 @@ def _canonical(x: Any) -> Any:
         return [_canonical(v) for v in x]
     if x is None or isinstance(x, (bool, int, float, str)):
         return x
-    if hasattr(x, "__dataclass_fields__"):
-        import dataclasses
-
-        return _canonical(dataclasses.asdict(x))
+    if is_dataclass(x) and not isinstance(x, type):
+        return _canonical(asdict(x))
     return repr(x)
 
 
