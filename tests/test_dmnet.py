@@ -78,7 +78,7 @@ def test_dib_cascade_inverts_and_shared_mode_refuses(dm):
     with pytest.raises(ValueError, match="not invertible"):
         shared.inverse(x)
     with pytest.raises(ValueError, match="shared"):
-        dm.DIB(16, mode="dense")
+        dm.DIB(16, mode="averaged")
     with pytest.raises(ValueError, match="even"):
         dm.AffineCoupling(7)
 
@@ -89,7 +89,7 @@ def test_dtb_parallel_is_the_mean_of_the_branches_and_cascade_chains(dm):
     x = torch.rand(1, 8, 10, 10)
     outs = [b(x) for b in dtb.branches]
     torch.testing.assert_close(dtb(x), torch.stack(outs).mean(0))
-    cas = dm.DTB(dim=8, num_heads=2, depths=(1, 2, 3), mode="cascade")
+    cas = dm.DTB(dim=8, num_heads=2, depths=(1, 2, 3), mode="serial")
     cas.load_state_dict(dtb.state_dict())
     torch.testing.assert_close(cas(x), dtb.branches[2](dtb.branches[1](dtb.branches[0](x))))
 
@@ -185,7 +185,8 @@ def test_forward_shapes_padding_and_determinism(dm):
     torch.testing.assert_close(out, again)  # eval noise comes from the seeded generator
     assert sorted(per_t) == [5, 100] and all(v.shape == (1, 8, 10, 13) for v in per_t.values())
     torch.testing.assert_close(parts["av"], torch.stack(list(per_t.values())).mean(0))
-    assert set(parts) == {"f_ir", "f_vi", "a_ir", "a_vi", "av", "fused_feature"}
+    assert set(parts) == {"f_ir", "f_vi", "a_ir", "a_vi", "av", "a_l", "fused_feature"}
+    torch.testing.assert_close(parts["a_l"], parts["av"])  # code reading: no CSAB on the latent
     with pytest.raises(ValueError, match="must have the same shape"):
         m(ir, vi[..., :9])
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
@@ -263,13 +264,174 @@ def test_both_stages_train_one_step_each(dm, tmp_path):
     assert (tmp_path / "last.pt").is_file()
 
 
-def test_step_stage_one_leaves_fusion_modules_without_gradient(dm):
+def test_step_stage_one_trains_csab_through_eq11_but_not_the_projection(dm):
     torch.manual_seed(0)
     m = dm.DMNet(**FAST)
     batch = {"ir": torch.rand(1, 1, 8, 8), "vi": torch.rand(1, 1, 8, 8)}
     loss, terms = dm.DMNetStep(dm.DMNET_RECIPES["smoke"], stage=1)(m, batch)
     loss.backward()
     assert terms["stage"] == 1.0
-    assert all(p.grad is None for p in m.csab.parameters())
+    # Eq. 11: Î = DE(A(D(B(I)))): stage I reaches CSAB (the default; no released stage-I code)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.csab.parameters())
     assert all(p.grad is None for p in m.features.parameters())
     assert m.encoder.embed.weight.grad is not None and m.denoiser.final_conv[3].weight.grad is not None
+    # CDDFuse's stage I (one switch away) skips CSAB
+    m2 = dm.DMNet(**FAST, reconstruct_csab=False)
+    loss, _ = dm.DMNetStep(dm.DMNET_RECIPES["smoke"], stage=1)(m2, batch)
+    loss.backward()
+    assert all(p.grad is None for p in m2.csab.parameters())
+
+
+# --- the paper's readings (issue 18) -----------------------------------------------------------------------
+def test_reconstruct_is_decoder_of_csab_of_encoder(dm):
+    torch.manual_seed(0)
+    m = dm.DMNet(**FAST).eval()
+    x = torch.rand(1, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(m.reconstruct(x), m.decoder(x, m.csab(m.encoder(x))))
+        off = dm.DMNet(**FAST, reconstruct_csab=False).eval()
+        off.load_state_dict(m.state_dict())
+        torch.testing.assert_close(off.reconstruct(x), m.decoder(x, m.encoder(x)))
+        assert not torch.allclose(off.reconstruct(x), m.reconstruct(x))
+
+
+def test_dtb_dense_is_five_single_layers_in_cascade_weighted_by_alpha(dm):
+    torch.manual_seed(4)
+    dtb = dm.DTB(dim=8, num_heads=2, mode="dense")
+    assert [len(b) for b in dtb.branches] == [1, 1, 1, 1, 1] and dtb.alpha == pytest.approx(0.2)
+    x = torch.rand(1, 8, 6, 6)
+    s, states = x, []
+    for b in dtb.branches:
+        s = b(s)
+        states.append(s)
+    torch.testing.assert_close(dtb(x), 0.2 * sum(states))
+    y = dtb(x)
+    y.square().mean().backward()
+    assert all(p.grad is not None for p in dtb.parameters())
+    with pytest.raises(ValueError, match="dense"):
+        dm.DTB(dim=8, num_heads=2, mode="cascade")
+
+
+def test_dib_dense_beta_sum_and_where_the_inverse_holds(dm):
+    torch.manual_seed(5)
+    dib = dm.DIB(16, mode="dense").double()
+    assert dib.beta == pytest.approx(1 / 3)
+    x = torch.randn(1, 16, 6, 6, dtype=torch.float64)
+    states = dib.states(x)
+    torch.testing.assert_close(dib(x), (states[0] + states[1] + states[2]) / 3)
+    # the cascade inverts exactly; the β-weighted sum does not (DIB.inverse refuses)
+    torch.testing.assert_close(dib.inverse_stack(states[-1]), x, atol=1e-9, rtol=1e-9)
+    assert not torch.allclose(dib.inverse_stack(dib(x)), x, atol=1e-3)
+    with pytest.raises(ValueError, match="not invertible"):
+        dib.inverse(dib(x))
+
+
+def test_paper_reading_resolves_and_counts(dm):
+    cfg = dm.DMNetConfig(reading="paper").resolved()
+    for k, v in dm.PAPER_READING.items():
+        assert getattr(cfg, k) == v
+    assert dm.DMNetConfig(reading="paper", dib_mode="cascade").resolved().dib_mode == "cascade"
+    with pytest.raises(ValueError, match="reading"):
+        dm.DMNet(**TINY, reading="authors")
+    parts = dm.parameter_breakdown(reading="paper")
+    assert parts["denoiser"] == 391_045_762
+    assert parts["features"] == (128 + 256 + 512 + 1024 + 1024) * 64 + 64  # one 1x1 conv from the 5 stages
+    assert parts["dtb_to_image"] == 2 * 64 * 2 + 2                       # Eq. 9's conv, 2C -> 2
+    assert parts["encoder"] < dm.parameter_breakdown()["encoder"]       # 5 transformer layers, not 15
+    assert parts["total"] / 1e6 - dm.PAPER["params_M"] > 5                # still not the paper's 386.358 M
+
+
+def test_paper_reading_forward_gradients_and_eq9_input(dm):
+    torch.manual_seed(0)
+    m = dm.DMNet(**FAST, reading="paper")
+    assert isinstance(m.features, dm.ConvFeatureFusion) and m.config.latent_csab
+    ir, vi = torch.rand(2, 1, 8, 12), torch.rand(2, 1, 8, 12)
+    out = m(ir, vi)
+    assert out.shape == (2, 1, 8, 12) and torch.isfinite(out).all()
+    out.square().mean().backward()
+    missing = sorted({n.rsplit(".", 2)[0] for n, p in m.named_parameters() if p.grad is None})
+    assert missing == ["denoiser.final_conv"], missing
+    assert m.dtb_to_image.weight.grad.abs().sum() > 0                    # Eq. 9's conv reaches the loss
+    with torch.no_grad():
+        x1, x2 = m.diffusion_input(ir, vi, 1), m.diffusion_input(ir, vi, 2)
+        torch.testing.assert_close(x1, torch.cat([vi, ir], 1) * 2 - 1)   # stage I: the images
+        b = torch.cat([m.encoder.basic(ir), m.encoder.basic(vi)], 1)
+        torch.testing.assert_close(x2, m.dtb_to_image(b))               # stage II: Conv(C(Φ_I^B, Φ_V^B))
+        m.eval()
+        parts = m.fusion_feature(ir, vi)
+        torch.testing.assert_close(parts["a_l"], m.csab(parts["av"]))  # Eq. 10: A(Φ^L)
+    m.train()
+    m.zero_grad(set_to_none=True)
+    m.diffusion_loss(ir, vi, stage=2).backward()
+    assert m.encoder.embed.weight.grad is not None                      # stage-II noise loss reaches the DTB
+    m.zero_grad(set_to_none=True)
+    m.diffusion_loss(ir, vi, stage=1).backward()
+    assert m.encoder.embed.weight.grad is None
+
+
+def test_conv_feature_fusion_uses_one_map_per_stage(dm):
+    fuse = dm.ConvFeatureFusion([4, 8], 6)
+    a0, a1, b1 = torch.rand(1, 4, 8, 8), torch.rand(1, 8, 4, 4), torch.rand(1, 8, 4, 4)
+    y = fuse([(1, a1), (1, b1), (0, a0)])                   # deepest first; b1 is level 1's stage output
+    up = torch.nn.functional.interpolate(b1, size=(8, 8), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(y, fuse.conv(torch.cat([a0, up], 1)))
+    with pytest.raises(ValueError, match="one feature per level"):
+        fuse([(0, a0)])
+
+
+# --- Table V / Table VI ablations ----------------------------------------------------------------------------
+@pytest.mark.parametrize("ablate", [("dtb",), ("dib",), ("dm",), ("csab",), ("dtb", "dib", "dm", "csab")])
+def test_ablations_build_run_and_train(dm, ablate):
+    torch.manual_seed(0)
+    m = dm.DMNet(**FAST, ablate=ablate)
+    names = {n for n, _ in m.named_parameters()}
+    if "dtb" in ablate:
+        assert isinstance(m.encoder.dtb, torch.nn.Conv2d)
+    if "dib" in ablate:
+        assert isinstance(m.encoder.dib, torch.nn.Conv2d)
+    if "dm" in ablate:
+        assert not any(n.startswith(("denoiser.", "features.")) for n in names) and "dm_conv.weight" in names
+        assert m.diffusion_loss(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8)).item() == 0.0
+    if "csab" in ablate:
+        assert not any("csab" in n or "spatial" in n for n in names)
+    ir, vi = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    out = m(ir, vi)
+    assert out.shape == (2, 1, 8, 8)
+    out.square().mean().backward()
+    missing = sorted({n.rsplit(".", 2)[0] for n, p in m.named_parameters() if p.grad is None})
+    assert missing in ([], ["denoiser.final_conv"]), missing
+    from fusionlib.laziness import resolve_blocks
+    assert sum(len(v) for v in resolve_blocks(m).values()) == len(list(m.parameters()))
+    with pytest.raises(ValueError, match="unknown module"):
+        dm.DMNet(**FAST, ablate=("tst",))
+
+
+@pytest.mark.parametrize("op", ["sobel", "canny", "log", "roberts"])
+def test_gradient_operators_shapes_gradients_and_zero_at_target(op):
+    from fusionlib.losses.dmnet import gradient_map
+
+    g = torch.Generator().manual_seed(0)
+    ir, vi = torch.rand(2, 1, 12, 10, generator=g), torch.rand(2, 1, 12, 10, generator=g)
+    e = gradient_map(ir, op)
+    assert e.shape == ir.shape and (e >= 0).all() and e.abs().sum() > 0
+    flat = gradient_map(torch.full((1, 1, 9, 9), 0.3), op)[..., 1:-1, 1:-1]   # Sobel zero-pads the border
+    assert flat.abs().max() < 1e-6                                             # flat image: no edges
+    fused = ((ir + vi) / 2).requires_grad_()
+    total, terms = dmnet_stage2_loss(fused, ir, vi, torch.tensor(0.0), grad_operator=op)
+    total.backward()
+    assert fused.grad.abs().sum() > 0 and terms["grad"] > 0
+    # the source that dominates everywhere gives a zero gradient term
+    _, t2 = dmnet_stage2_loss(ir, ir, torch.zeros_like(ir), torch.tensor(0.0), grad_operator=op)
+    assert t2["grad"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_sobel_operator_is_the_existing_loss_and_recipe_validates(dm):
+    ir, vi = torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16)
+    f = (ir + vi) / 2
+    a = dmnet_stage2_loss(f, ir, vi, torch.tensor(0.0))[0]
+    b = dmnet_stage2_loss(f, ir, vi, torch.tensor(0.0), grad_operator="sobel")[0]
+    assert a.item() == b.item()
+    c = dmnet_stage2_loss(f, ir, vi, torch.tensor(0.0), grad_operator="roberts")[0]
+    assert c.item() != a.item()
+    with pytest.raises(ValueError, match="grad_operator"):
+        dm.DMNetRecipe(epochs=3, stage1_epochs=1, stage2_epochs=2, grad_operator="prewitt")

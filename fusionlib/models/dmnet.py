@@ -1,12 +1,14 @@
-"""DMNet: dense transformer + dense invertible encoder, diffusion features, two-stage training (IEEE TMM).
+"""DMNet: a dense multiscale feature-extraction network with two-stage training (IEEE TMM).
 
-Authors' code: ``Pancy9476/DMNet``, partial (``authors_code.md`` §5): ``DMNet/models/net.py`` @ e0eac99
-(encoder/decoder, CDDFuse's blocks), SR3 ``unet.py`` / ``diffusion.py`` and ``tes_fusion.py`` @ 16cbcb2
-(inference). There is **no training script and no loss code**, and the released inference builds some
-modules afresh (untrained) on every call. This file is a re-implementation that trains every module it
-uses; the departures are listed below and in the notebook ``05_dmnet``.
+Paper: *DMNet: A Dense Multiscale Feature Extraction Network With Two-Stage Training for Infrared-Visible
+Image Fusion*. Authors' code: ``Pancy9476/DMNet``, partial (``authors_code.md`` §5): ``DMNet/models/net.py``
+@ e0eac99 (encoder/decoder, CDDFuse's blocks), SR3 ``unet.py`` / ``diffusion.py`` and ``tes_fusion.py`` @
+16cbcb2 (inference). There is **no training script and no loss code**, and the released inference builds
+some modules afresh (untrained) on every call. This file is a re-implementation that trains every module it
+uses. Defaults follow the released code where the released inference runs it, the paper where no code was
+released (stage I); ``reading="paper"`` selects every reading of the paper's text (``PAPER_READING``).
 
-Figure (as built here, C = 64)::
+Figure (as built by default, C = 64)::
 
     x (ir or vi) -> conv3x3 1->C -> DTB -> DIB -> f_x                     (one encoder, shared by IR and VI)
     x0 = [2 vi - 1, 2 ir - 1] (B, 2, H, W)
@@ -17,24 +19,31 @@ Figure (as built here, C = 64)::
     fused feature = CSAB(f_vi) + CSAB(f_ir) + av
     fused = sigmoid(conv3x3(C->1)(LeakyReLU(conv3x3(C->C/2)(RestormerBlock(feature)))) + vi)
 
-- **DTB** (dense transformer block): ``dtb_mode="parallel"`` (code, default): five branches of
-  Restormer blocks with depths 1-5 all read the embedding, their outputs are averaged.
-  ``"cascade"`` (the paper's figure, our reading): the same five groups one after the other.
-- **DIB** (dense invertible block): three affine-coupling layers (``AffineCoupling``, CDDFuse's INN node).
-  ``dib_mode="shared"`` (code, default): that 3-layer INN applied three times in a row with shared
-  weights, the three outputs averaged. ``"cascade"`` (paper): the three layers once, an invertible map.
-- **CSAB** (channel and spatial attention block, the code's ``CBAM``): max and mixed (½ avg + ½ max) pooling.
-- **Denoiser**: SR3's U-Net (``fusionlib.models.sr3``), linear β 1e-6 → 1e-2 over 2000 steps
-  (``fusionlib.diffusion``).
+Paper vs released code, each a config field (paper reading in brackets; the paper's OCR text lost the
+equations' symbols, so each is read from the prose around its number):
 
-Departures from the released inference (each a config field):
+- **DTB** ``dtb_mode``: ``"parallel"`` (code): five branches of depths 1-5 (15 Restormer blocks) read the
+  embedding, averaged. [``"dense"``: "five transformer layers" in cascade, output α Σ of the five
+  outputs, α = 1/5, §III-B.] ``"serial"``: the 15 blocks in series (neither; kept for comparison).
+- **DIB** ``dib_mode``: ``"shared"`` (code): the 3-layer INN applied 3x with shared weights, averaged.
+  [``"dense"``: "three INN layers" in cascade, output β Σ, β = 1/3; the β-sum is not invertible, the
+  cascade is.] ``"cascade"``: the layers once, exactly invertible.
+- **Stage I** ``reconstruct_csab``: [True, default: Î = DE(A(D(B(I)))), Eq. 11; no released code.]
+  False: CDDFuse's ``DE(D(B(I)))``.
+- **Diffusion input** ``diffusion_input``: ``"images"`` (ours, default): ``[VIS, IR]`` in both stages, what
+  the denoiser is trained on; ``"branch_mix"``: the released average with five learned
+  ``[conv1x1(v_k), conv1x1(i_k)]`` DTB-branch pairs (the code's conv is fresh and untrained per image).
+  [``"dtb_conv"``: Eq. 9, stage II feeds ``Conv(C(Φ_I^B, Φ_V^B))``; stage I the images.]
+- **Diffusion-feature fusion** ``feature_fusion``: ``"upskip"`` (code's ``upSkip``, **learned** here; the code
+  instantiates it with random weights inside every forward). [``"conv"``: "one convolutional layer" over
+  the five stages' outputs, §III-C.]
+- **Latent CSAB** ``latent_csab``: False (code). [True: A(Φ^L), Eq. 10.] The top-level CSAB is learned here
+  (the code's is built at script start and never loaded).
+- **Ablations** ``ablate`` (Table V): ``"dtb"``, ``"dib"``, ``"dm"`` replaced by a conv layer, ``"csab"``
+  removed. "w/o TST" is a schedule: ``train_dmnet(..., epochs=(0, E))``. Table VI: ``DMNetRecipe.grad_operator``.
 
-- The projection of the diffusion features (the code's ``upSkip``: 5 ConvTranspose + IN + GELU + CBAM,
-  one per U-Net level) is **learned** here (``DMNet.features``); the code instantiates it with random
-  weights inside every forward. Likewise the top-level CSAB is learned.
-- The diffusion input is ``[VIS, IR]`` in [−1, 1] (``diffusion_input="images"``): what the denoiser is
-  trained on. The code averages it with five ``[conv1x1(v_k), conv1x1(i_k)]`` pairs from the DTB
-  branches through a fresh untrained 1x1 conv; ``"branch_mix"`` does that with a learned conv.
+Other departures from the released inference:
+
 - Noise at inference is drawn from a seeded generator (``feature_seed``) so that ``eval()`` outputs are
   reproducible; the code draws unseeded noise. In ``train()`` mode the global RNG is used.
 - ``feature_grad=True``: the fusion loss back-propagates into the denoiser (every module used is trained
@@ -42,8 +51,8 @@ Departures from the released inference (each a config field):
 - Only the used part of the decoder is built (63,976 parameters); the code also builds four unused
   Restormer blocks and ``reduce_channel`` (641,776 parameters).
 - Inputs whose size is not a multiple of 16 are replicate-padded for the U-Net and cropped back.
-- Stage I reconstructs each source as ``decoder(x, encode(x))`` (residual from that source, CDDFuse's
-  stage I); the fusion forward uses the visible image as the residual, as released.
+- The decoder adds a residual base (CDDFuse / the released code, not the paper): the source in stage I,
+  the visible image in stage II (as released), which biases the fusion towards VI.
 """
 
 from __future__ import annotations
@@ -60,13 +69,13 @@ from torch import nn
 
 from fusionlib.diffusion import NoiseSchedule, diffusion_training_loss, q_sample, randn
 from fusionlib.layers import RestormerBlock
-from fusionlib.losses.dmnet import dmnet_stage1_loss, dmnet_stage2_loss
+from fusionlib.losses.dmnet import GRAD_OPERATORS, dmnet_stage1_loss, dmnet_stage2_loss
 from fusionlib.models._registry import register_model
 from fusionlib.models.sr3 import SR3Config, SR3UNet
 from fusionlib.recipes import Recipe
 
 __all__ = ["InvertedResidual", "AffineCoupling", "DTB", "DIB", "DMNetEncoder", "CSAB", "FeatureProjection",
-           "DMNetDecoder", "DMNetConfig", "DMNet", "DMNetRecipe", "DMNET_RECIPES", "DMNetStep", "StageSwitch",
+           "ConvFeatureFusion", "DMNetDecoder", "DMNetConfig", "DMNet", "PAPER_READING", "ABLATIONS", "DMNetRecipe", "DMNET_RECIPES", "DMNetStep", "StageSwitch",
            "stage_epochs", "train_dmnet", "parameter_breakdown", "PAPER"]
 
 #: What the paper reports and what the released code measures (``authors_code.md`` §5).
@@ -161,59 +170,88 @@ class AffineCoupling(nn.Module):
 
 
 class DIB(nn.Module):
-    """Dense invertible block: ``num_layers`` ``AffineCoupling`` layers.
+    """Dense invertible block: ``num_layers`` ``AffineCoupling`` layers ``L_1 .. L_n``; ``g = L_n ∘ .. ∘ L_1``.
 
-    ``mode="shared"`` (released code): the layer stack ``g`` is applied ``repeats`` times in a row with
-    the same weights, ``y_k = g(y_{k−1})``, and the outputs are averaged, ``(y_1 + .. + y_r) / r``.
-    ``mode="cascade"`` (paper): ``y = g(x)``, invertible (``inverse``).
+    Modes (the paper, §III-B: "the DIB has three INN layers where each layer's output cascade is used as
+    the input to the next layer ... [β is a] tuning parameter ... set to ... 1/3"; Eq. 2, Φ^D = D(Φ^B)):
+
+    - ``"shared"`` (released code, default): ``g`` applied ``repeats`` times with the same weights,
+      ``y_k = g(y_{k−1})``, output ``(y_1 + .. + y_r) / r``. Not invertible.
+    - ``"dense"`` (the paper's text, our reading of the dense weight): the layers once in cascade,
+      ``s_k = L_k(s_{k−1})``, output ``β (s_1 + .. + s_n)`` with ``β = beta`` (1/3). **β breaks exact
+      invertibility**: a weighted sum of the intermediate states has no closed-form inverse; the cascade
+      itself still inverts (``inverse_stack(s_n) = x``), which is what the paper's "lossless" refers to.
+    - ``"cascade"``: ``g(x)`` alone, no β; exactly invertible (``inverse``).
 
     Shape:
         (B, C, H, W) -> (B, C, H, W)
 
     Examples:
-        >>> DIB(8, mode="cascade")(torch.rand(1, 8, 6, 6)).shape
+        >>> DIB(8, mode="dense")(torch.rand(1, 8, 6, 6)).shape
         torch.Size([1, 8, 6, 6])
     """
 
+    MODES = ("shared", "dense", "cascade")
+
     def __init__(self, channels: int, *, num_layers: int = 3, mode: str = "shared", repeats: int = 3,
-                 expand: int = 2) -> None:
+                 expand: int = 2, beta: float = 1 / 3) -> None:
         super().__init__()
-        if mode not in ("shared", "cascade"):
-            raise ValueError(f"DIB: mode must be 'shared' (code) or 'cascade' (paper), got {mode!r}")
-        self.mode, self.repeats = mode, int(repeats)
+        if mode not in self.MODES:
+            raise ValueError(f"DIB: mode must be 'shared' (code), 'dense' (paper) or 'cascade', got {mode!r}")
+        self.mode, self.repeats, self.beta = mode, int(repeats), float(beta)
         self.layers = nn.ModuleList([AffineCoupling(channels, expand) for _ in range(num_layers)])
+
+    def states(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The cascade's intermediate outputs ``[s_1, .., s_n]``, ``s_k = L_k(s_{k−1})``, ``s_0 = x``."""
+        out = []
+        for layer in self.layers:
+            x = layer(x)
+            out.append(x)
+        return out
 
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         """The layer stack once: ``g(x)``."""
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        return self.states(x)[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "cascade":
             return self.stack(x)
+        if self.mode == "dense":
+            return self.beta * torch.stack(self.states(x)).sum(0)
         outs = []
         for _ in range(self.repeats):
             x = self.stack(x)
             outs.append(x)
         return torch.stack(outs).mean(0)
 
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        """``g⁻¹(y)``; only the cascade is invertible (the shared mode averages)."""
-        if self.mode != "cascade":
-            raise ValueError("DIB.inverse: mode='shared' averages three passes and is not invertible; "
-                             "use mode='cascade' (or invert DIB.stack with the layers' inverse)")
+    def inverse_stack(self, y: torch.Tensor) -> torch.Tensor:
+        """``g⁻¹(y)`` in every mode (the cascade of the layers' exact inverses)."""
         for layer in reversed(self.layers):
             y = layer.inverse(y)
         return y
 
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """``g⁻¹(y)``; only ``mode="cascade"`` is invertible as a block (the others sum or average states)."""
+        if self.mode != "cascade":
+            raise ValueError(f"DIB.inverse: mode={self.mode!r} sums or averages several states and is not "
+                             "invertible; use mode='cascade' or invert the cascade with DIB.inverse_stack")
+        return self.inverse_stack(y)
+
 
 # --- DTB: the dense transformer block ----------------------------------------------------------------
 class DTB(nn.Module):
-    """Dense transformer block: groups of Restormer blocks with depths ``depths`` (1, 2, 3, 4, 5).
+    """Dense transformer block built from Restormer blocks.
 
-    ``mode="parallel"`` (released code): every group reads the same input and the outputs are averaged,
-    ``(B_1(x) + .. + B_5(x)) / 5``. ``mode="cascade"`` (paper, our reading): ``B_5(..B_1(x))``.
+    Modes (the paper, §III-B: "the DTB contains five transformer layers ... where each layer's output
+    cascade is used as the input to the next layer ... [α is a] tuning parameter ... set to 1/5"; Eq. 1,
+    Φ^B = B(I)):
+
+    - ``"parallel"`` (released code, default): groups of depths ``depths`` (1, 2, 3, 4, 5; 15 blocks)
+      all read ``x``; output ``(B_1(x) + .. + B_5(x)) / 5``.
+    - ``"dense"`` (the paper's text, our reading of the dense weight): ``len(depths)`` **single** blocks in
+      cascade, ``s_k = T_k(s_{k−1})``, output ``α (s_1 + .. + s_5)`` with ``α = alpha`` (1/5).
+    - ``"serial"``: the released groups one after another, ``B_5(..B_1(x))`` (15 blocks, no α); neither
+      the code nor the paper, kept for comparison (it was this module's earlier "paper" switch).
 
     Shape:
         (B, C, H, W) -> (B, C, H, W)
@@ -221,37 +259,53 @@ class DTB(nn.Module):
     Examples:
         >>> DTB(dim=8, num_heads=2, depths=(1, 2))(torch.rand(1, 8, 6, 6)).shape
         torch.Size([1, 8, 6, 6])
+        >>> [len(b) for b in DTB(dim=8, num_heads=2, mode="dense").branches]
+        [1, 1, 1, 1, 1]
     """
+
+    MODES = ("parallel", "dense", "serial")
 
     def __init__(self, *, dim: int, num_heads: int, depths: Sequence[int] = (1, 2, 3, 4, 5),
                  ffn_expansion_factor: float = 2.0, bias: bool = False,
-                 LayerNorm_type: str = "WithBias", mode: str = "parallel") -> None:  # noqa: N803
+                 LayerNorm_type: str = "WithBias", mode: str = "parallel",  # noqa: N803
+                 alpha: float = 1 / 5) -> None:
         super().__init__()
-        if mode not in ("parallel", "cascade"):
-            raise ValueError(f"DTB: mode must be 'parallel' (code) or 'cascade' (paper), got {mode!r}")
-        self.mode = mode
+        if mode not in self.MODES:
+            raise ValueError(f"DTB: mode must be 'parallel' (code), 'dense' (paper) or 'serial', got {mode!r}")
+        self.mode, self.alpha = mode, float(alpha)
         blk = dict(dim=dim, num_heads=num_heads, ffn_expansion_factor=ffn_expansion_factor, bias=bias,
                    LayerNorm_type=LayerNorm_type)
+        sizes = [1] * len(depths) if mode == "dense" else list(depths)
         self.branches = nn.ModuleList([nn.Sequential(*[RestormerBlock(**blk) for _ in range(d)])
-                                       for d in depths])
+                                       for d in sizes])
 
     def forward_branches(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Each group's output (parallel: all from ``x``; cascade: each from the previous group)."""
+        """Each group's output (parallel: all from ``x``; dense and serial: each from the previous one)."""
         outs = []
         for branch in self.branches:
             y = branch(x)
             outs.append(y)
-            if self.mode == "cascade":
+            if self.mode != "parallel":
                 x = y
         return outs
 
+    def combine(self, outs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The block output from ``forward_branches``: mean (parallel), ``α Σ`` (dense), last (serial)."""
+        if self.mode == "serial":
+            return outs[-1]
+        if self.mode == "dense":
+            return self.alpha * torch.stack(list(outs)).sum(0)
+        return torch.stack(list(outs)).mean(0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = self.forward_branches(x)
-        return outs[-1] if self.mode == "cascade" else torch.stack(outs).mean(0)
+        return self.combine(self.forward_branches(x))
 
 
 class DMNetEncoder(nn.Module):
     """``f = DIB(DTB(conv3x3(x)))``; one instance encodes both modalities (shared weights, as released).
+
+    ``use_dtb=False`` / ``use_dib=False`` replace that block by one conv3x3 C->C (Table V's "w/o DTB",
+    "w/o DIB": "other complex modules ... are replaced by simple convolutional layers", §IV-D).
 
     Shape:
         (B, 1, H, W) -> (B, C, H, W)
@@ -261,22 +315,35 @@ class DMNetEncoder(nn.Module):
                  ffn_expansion_factor: float = 2.0, bias: bool = False,
                  LayerNorm_type: str = "WithBias",  # noqa: N803
                  dtb_depths: Sequence[int] = (1, 2, 3, 4, 5), dtb_mode: str = "parallel", dib_layers: int = 3,
-                 dib_mode: str = "shared", dib_repeats: int = 3, inn_expand: int = 2) -> None:
+                 dib_mode: str = "shared", dib_repeats: int = 3, inn_expand: int = 2, dtb_alpha: float = 1 / 5,
+                 dib_beta: float = 1 / 3, use_dtb: bool = True, use_dib: bool = True) -> None:
         super().__init__()
         self.embed = nn.Conv2d(in_channels, dim, 3, padding=1, bias=False)
-        self.dtb = DTB(dim=dim, num_heads=num_heads, depths=dtb_depths,
-                       ffn_expansion_factor=ffn_expansion_factor, bias=bias, LayerNorm_type=LayerNorm_type,
-                       mode=dtb_mode)
-        self.dib = DIB(dim, num_layers=dib_layers, mode=dib_mode, repeats=dib_repeats, expand=inn_expand)
+        if use_dtb:
+            self.dtb = DTB(dim=dim, num_heads=num_heads, depths=dtb_depths,
+                           ffn_expansion_factor=ffn_expansion_factor, bias=bias, LayerNorm_type=LayerNorm_type,
+                           mode=dtb_mode, alpha=dtb_alpha)
+        else:
+            self.dtb = nn.Conv2d(dim, dim, 3, padding=1)
+        if use_dib:
+            self.dib = DIB(dim, num_layers=dib_layers, mode=dib_mode, repeats=dib_repeats, expand=inn_expand,
+                           beta=dib_beta)
+        else:
+            self.dib = nn.Conv2d(dim, dim, 3, padding=1)
+
+    def basic(self, x: torch.Tensor) -> torch.Tensor:
+        """The global basic features ``Φ^B = B(conv3x3(x))`` (Eq. 1), ``(B, C, H, W)``."""
+        return self.dtb(self.embed(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dib(self.dtb(self.embed(x)))
+        return self.dib(self.basic(x))
 
     def forward_with_branches(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(f, [DTB group outputs])``, the encoder's two returns in the released code."""
+        if not isinstance(self.dtb, DTB):
+            raise ValueError("DMNetEncoder.forward_with_branches: the DTB is ablated (use_dtb=False)")
         outs = self.dtb.forward_branches(self.embed(x))
-        t = outs[-1] if self.dtb.mode == "cascade" else torch.stack(outs).mean(0)
-        return self.dib(t), outs
+        return self.dib(self.dtb.combine(outs)), outs
 
 
 # --- CSAB ---------------------------------------------------------------------------------------------
@@ -337,12 +404,12 @@ class FeatureProjection(nn.Module):
     """
 
     def __init__(self, level_channels: Sequence[int], dim: int, *, scale: float = 1 / 75,
-                 csab_reduction: int = 4) -> None:
+                 csab_reduction: int = 4, csab: bool = True) -> None:
         super().__init__()
         self.scale = float(scale)
         self.levels = nn.ModuleList([
             nn.Sequential(nn.ConvTranspose2d(c, dim, 2 ** lvl, stride=2 ** lvl), nn.InstanceNorm2d(dim),
-                          nn.GELU(), CSAB(dim, csab_reduction))
+                          nn.GELU(), CSAB(dim, csab_reduction) if csab else nn.Identity())
             for lvl, c in enumerate(level_channels)])
 
     def forward(self, feats: Sequence[tuple[int, torch.Tensor]]) -> torch.Tensor:
@@ -353,6 +420,36 @@ class FeatureProjection(nn.Module):
         if out is None:
             raise ValueError("FeatureProjection: no features given")
         return out * self.scale
+
+
+class ConvFeatureFusion(nn.Module):
+    """The paper's fusion of the diffusion features (§III-C): "We use one convolutional layer to fuse the
+    multichannel diffusion features generated by the five stages of the denoising network".
+
+    Our reading: each up-path stage's output (its last ResBlock, one map per level) is resized to full
+    resolution (bilinear, no parameters), the five are concatenated (``Σ c_l`` channels) and **one**
+    1x1 conv maps them to C. The kernel size and the resizing are not given in the paper.
+
+    Shape:
+        [(level, (B, c_level, H/2^level, W/2^level)), ...] -> (B, C, H, W)
+    """
+
+    def __init__(self, level_channels: Sequence[int], dim: int) -> None:
+        super().__init__()
+        self.level_channels = list(level_channels)
+        self.conv = nn.Conv2d(sum(self.level_channels), dim, 1)
+
+    def forward(self, feats: Sequence[tuple[int, torch.Tensor]]) -> torch.Tensor:
+        last: dict[int, torch.Tensor] = {}
+        for lvl, f in feats:                      # deepest first; a level's last entry is the stage output
+            last[lvl] = f
+        if sorted(last) != list(range(len(self.level_channels))):
+            raise ValueError(f"ConvFeatureFusion: need one feature per level 0..{len(self.level_channels) - 1}, "
+                             f"got levels {sorted(last)}")
+        size = last[0].shape[-2:]
+        maps = [last[0]] + [F.interpolate(last[lvl], size=size, mode="bilinear", align_corners=False)
+                            for lvl in range(1, len(self.level_channels))]
+        return self.conv(torch.cat(maps, dim=1))
 
 
 # --- decoder ------------------------------------------------------------------------------------------
@@ -378,9 +475,27 @@ class DMNetDecoder(nn.Module):
 
 
 # --- the network --------------------------------------------------------------------------------------
+#: The paper's readings (``DMNetConfig(reading="paper")`` applies them to every field left at the code's value).
+PAPER_READING: dict[str, Any] = {
+    "dtb_mode": "dense",             # §III-B: five transformer layers in cascade, α = 1/5
+    "dib_mode": "dense",             # §III-B: three INN layers in cascade, β = 1/3
+    "diffusion_input": "dtb_conv",   # Eq. 9: stage II feeds L(Conv(C(Φ_I^B, Φ_V^B)))
+    "latent_csab": True,             # Eq. 10: A(Φ^L)
+    "feature_fusion": "conv",        # §III-C: "one convolutional layer" fuses the five stages' features
+    "reconstruct_csab": True,        # Eq. 11: Î = DE(A(Φ^D)) (already the default: no released code)
+}
+#: Table V's module ablations: ``"dtb"``, ``"dib"``, ``"dm"`` -> a conv layer, ``"csab"`` -> removed.
+ABLATIONS = ("dtb", "dib", "dm", "csab")
+
+
 @dataclass(frozen=True)
 class DMNetConfig:
-    """DMNet hyper-parameters; defaults are the released code's (``net.py``, ``config/diffusion.json``)."""
+    """DMNet hyper-parameters; defaults are the released code's (``net.py``, ``config/diffusion.json``)
+    where the released inference runs them, the paper's where no code was released (stage I).
+
+    ``reading="paper"`` turns every field of ``PAPER_READING`` that is still at the code's value into the
+    paper's (an explicit non-default choice wins); ``ablate`` removes modules as in Table V.
+    """
 
     in_channels: int = 1
     dim: int = 64                               # embedding width
@@ -388,13 +503,20 @@ class DMNetConfig:
     ffn_expansion_factor: float = 2.0
     bias: bool = False
     LayerNorm_type: str = "WithBias"
+    reading: str = "code"                       # "code" | "paper" (see PAPER_READING)
     dtb_depths: tuple[int, ...] = (1, 2, 3, 4, 5)
-    dtb_mode: str = "parallel"                  # code; "cascade": the paper's figure
+    dtb_mode: str = "parallel"                  # code; "dense": the paper (5 layers, α); "serial": neither
+    dtb_alpha: float = 1 / 5                    # α of the dense DTB (paper)
     dib_layers: int = 3
-    dib_mode: str = "shared"                    # code (x3 shared, averaged); "cascade": the paper
+    dib_mode: str = "shared"                    # code (x3 shared, averaged); "dense": the paper (β); "cascade"
     dib_repeats: int = 3
+    dib_beta: float = 1 / 3                     # β of the dense DIB (paper)
     inn_expand: int = 2
     csab_reduction: int = 4
+    reconstruct_csab: bool = True               # stage I through CSAB (Eq. 11); False: CDDFuse's stage I
+    latent_csab: bool = False                   # code: av added as is; True: A(av) (Eq. 10)
+    feature_fusion: str = "upskip"              # code's upSkip (learned); "conv": the paper's one conv
+    ablate: tuple[str, ...] = ()                # Table V: subset of ABLATIONS
     # denoiser (SR3, config/diffusion.json)
     denoiser_inner: int = 128
     denoiser_mults: tuple[int, ...] = (1, 2, 4, 8, 8)
@@ -412,18 +534,37 @@ class DMNetConfig:
     feature_gamma: str = "sample"               # "sample": U(√ᾱ_{t-1}, √ᾱ_t) as released; "fixed": √ᾱ_t
     feature_seed: int = 0                       # eval-mode noise seed (the code draws unseeded noise)
     feature_grad: bool = True                   # fusion loss reaches the denoiser
-    diffusion_input: str = "images"             # "images": [VI, IR]; "branch_mix": the code's average
+    diffusion_input: str = "images"             # "images": [VI, IR]; "branch_mix": the code's average;
+    #                                             "dtb_conv": Eq. 9 (stage II), images in stage I
     diffusion_loss_reduction: str = "mean"      # SR3 sums; "mean" keeps λ_d comparable to the other terms
+
+    def resolved(self) -> DMNetConfig:
+        """This config with ``reading`` applied (``PAPER_READING`` for fields still at the code default).
+
+        Examples:
+            >>> DMNetConfig(reading="paper").resolved().dtb_mode
+            'dense'
+            >>> DMNetConfig(reading="paper", dtb_mode="serial").resolved().dtb_mode
+            'serial'
+        """
+        if self.reading == "code":
+            return self
+        if self.reading != "paper":
+            raise ValueError(f"DMNetConfig.reading must be 'code' or 'paper', got {self.reading!r}")
+        code = DMNetConfig()
+        changes = {k: v for k, v in PAPER_READING.items() if getattr(self, k) == getattr(code, k)}
+        return dataclasses.replace(self, **changes)
 
 
 class DMNet(nn.Module):
     """DMNet: ``forward(ir, vi) -> fused`` ``(B, 1, H, W)`` in (0, 1).
 
-    Other entry points: ``encode(x)``, ``reconstruct(x)`` (stage I), ``diffusion_input(ir, vi)``,
-    ``diffusion_loss(ir, vi)``, ``diffusion_features(ir, vi)``, ``fusion_feature(ir, vi)``.
+    Other entry points: ``encode(x)``, ``reconstruct(x)`` (stage I), ``diffusion_input(ir, vi, stage)``,
+    ``diffusion_loss(ir, vi, stage=)``, ``diffusion_features(ir, vi)``, ``fusion_feature(ir, vi)``.
 
     Args:
-        config: a ``DMNetConfig``; keyword ``overrides`` replace its fields.
+        config: a ``DMNetConfig``; keyword ``overrides`` replace its fields (``reading="paper"`` selects
+            the paper's readings, ``PAPER_READING``).
 
     Examples:
         >>> m = DMNet(dim=8, num_heads=2, denoiser_inner=8, denoiser_groups=4).eval()
@@ -434,51 +575,89 @@ class DMNet(nn.Module):
     def __init__(self, config: DMNetConfig | None = None, **overrides: Any) -> None:
         super().__init__()
         cfg = DMNetConfig(**overrides) if config is None else dataclasses.replace(config, **overrides)
+        cfg = cfg.resolved()
         for name, value, allowed in (("feature_gamma", cfg.feature_gamma, ("sample", "fixed")),
-                                     ("diffusion_input", cfg.diffusion_input, ("images", "branch_mix")),
+                                     ("diffusion_input", cfg.diffusion_input,
+                                      ("images", "branch_mix", "dtb_conv")),
+                                     ("feature_fusion", cfg.feature_fusion, ("upskip", "conv")),
                                      ("diffusion_loss_reduction", cfg.diffusion_loss_reduction,
                                       ("mean", "sum"))):
             if value not in allowed:
                 raise ValueError(f"DMNetConfig.{name} must be one of {allowed}, got {value!r}")
+        bad = sorted(set(cfg.ablate) - set(ABLATIONS))
+        if bad:
+            raise ValueError(f"DMNetConfig.ablate: unknown module(s) {bad}; choose from {ABLATIONS}")
         if not cfg.timesteps:
             raise ValueError("DMNetConfig.timesteps must name at least one diffusion step")
+        if "dtb" in cfg.ablate and cfg.diffusion_input == "branch_mix":
+            raise ValueError("DMNetConfig: diffusion_input='branch_mix' needs the DTB's branches (ablate 'dtb')")
+        cfg = dataclasses.replace(cfg, ablate=tuple(sorted(set(cfg.ablate))))
         self.config = cfg
         blk = dict(num_heads=cfg.num_heads, ffn_expansion_factor=cfg.ffn_expansion_factor, bias=cfg.bias,
                    LayerNorm_type=cfg.LayerNorm_type)
         self.encoder = DMNetEncoder(in_channels=cfg.in_channels, dim=cfg.dim, dtb_depths=cfg.dtb_depths,
                                     dtb_mode=cfg.dtb_mode, dib_layers=cfg.dib_layers, dib_mode=cfg.dib_mode,
-                                    dib_repeats=cfg.dib_repeats, inn_expand=cfg.inn_expand, **blk)
-        self.csab = CSAB(cfg.dim, cfg.csab_reduction)
-        self.denoiser = SR3UNet(SR3Config(
-            in_channels=2 * cfg.in_channels, out_channels=2 * cfg.in_channels,
-            inner_channel=cfg.denoiser_inner,
-            channel_mults=tuple(cfg.denoiser_mults), res_blocks=cfg.denoiser_res_blocks,
-            attn_res=tuple(cfg.denoiser_attn_res), image_size=cfg.denoiser_image_size,
-            norm_groups=cfg.denoiser_groups, dropout=cfg.denoiser_dropout))
-        self.features = FeatureProjection(self.denoiser.level_channels, cfg.dim, scale=cfg.feature_scale,
-                                          csab_reduction=cfg.csab_reduction)
+                                    dib_repeats=cfg.dib_repeats, inn_expand=cfg.inn_expand,
+                                    dtb_alpha=cfg.dtb_alpha, dib_beta=cfg.dib_beta,
+                                    use_dtb="dtb" not in cfg.ablate, use_dib="dib" not in cfg.ablate, **blk)
+        self.csab = nn.Identity() if "csab" in cfg.ablate else CSAB(cfg.dim, cfg.csab_reduction)
+        if "dm" in cfg.ablate:
+            # Table V "w/o DM": "complex modules (e.g., the diffusion module) are replaced by simple
+            # convolutional layers" (§IV-D): one conv3x3 from the diffusion input (2 channels) to C
+            self.dm_conv = nn.Conv2d(2 * cfg.in_channels, cfg.dim, 3, padding=1)
+        else:
+            self.denoiser = SR3UNet(SR3Config(
+                in_channels=2 * cfg.in_channels, out_channels=2 * cfg.in_channels,
+                inner_channel=cfg.denoiser_inner,
+                channel_mults=tuple(cfg.denoiser_mults), res_blocks=cfg.denoiser_res_blocks,
+                attn_res=tuple(cfg.denoiser_attn_res), image_size=cfg.denoiser_image_size,
+                norm_groups=cfg.denoiser_groups, dropout=cfg.denoiser_dropout))
+            if cfg.feature_fusion == "upskip":
+                self.features = FeatureProjection(self.denoiser.level_channels, cfg.dim, scale=cfg.feature_scale,
+                                                  csab_reduction=cfg.csab_reduction, csab="csab" not in cfg.ablate)
+            else:
+                self.features = ConvFeatureFusion(self.denoiser.level_channels, cfg.dim)
         if cfg.diffusion_input == "branch_mix":
             self.branch_to_image = nn.Conv2d(cfg.dim, 1, 1)
+        elif cfg.diffusion_input == "dtb_conv":
+            # Eq. 9: Conv(C(Φ_I^B, Φ_V^B)), 2C -> 2 channels ("the input dimensions in the second stage are the
+            # same as in the first"); 1x1 as the released code's branch convs (the paper gives no kernel size)
+            self.dtb_to_image = nn.Conv2d(2 * cfg.dim, 2 * cfg.in_channels, 1)
         self.decoder = DMNetDecoder(dim=cfg.dim, out_channels=cfg.in_channels, **blk)
         self.schedule = NoiseSchedule(cfg.num_steps, cfg.beta_start, cfg.beta_end)
 
+    @property
+    def has_denoiser(self) -> bool:
+        """False under Table V's "w/o DM" ablation (the DM is a conv layer, there is no noise loss)."""
+        return "dm" not in self.config.ablate
+
     # ---- encoder / decoder
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Encoder features ``(B, C, H, W)`` of one source."""
+        """Encoder features ``Φ^D = D(B(x))`` ``(B, C, H, W)`` of one source (Eqs. 1-2)."""
         return self.encoder(x)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Stage I: ``decoder(x, encode(x))``, the source rebuilt from its own features."""
+        """Stage I: ``DE(x, A(Φ^D))`` with ``reconstruct_csab`` (Eq. 11, "finally the reconstructed important
+        features ... are obtained by the CSAB", §III-E), else ``DE(x, Φ^D)`` (CDDFuse's stage I). The
+        decoder's residual base is the source itself (CDDFuse; not in the paper)."""
         _check_image(x, "x", self.config.in_channels)
-        return self.decoder(x, self.encoder(x))
+        f = self.encoder(x)
+        return self.decoder(x, self.csab(f) if self.config.reconstruct_csab else f)
 
     # ---- diffusion
-    def diffusion_input(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        """``x0`` of the diffusion, ``(B, 2, H, W)`` in [−1, 1]: ``[2 vi − 1, 2 ir − 1]`` (``"images"``), or
-        its average with the five ``[conv1x1(v_k), conv1x1(i_k)]`` DTB-branch pairs (``"branch_mix"``)."""
+    def diffusion_input(self, ir: torch.Tensor, vi: torch.Tensor, stage: int = 2, *,
+                        basic: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``x0`` of the diffusion, ``(B, 2, H, W)``: ``[2 vi − 1, 2 ir − 1]`` (``"images"``, and stage I of
+        ``"dtb_conv"``); its average with the five ``[conv1x1(v_k), conv1x1(i_k)]`` DTB-branch pairs
+        (``"branch_mix"``); in stage II of ``"dtb_conv"``, ``Conv(C(Φ_I^B, Φ_V^B))`` (Eq. 9), where ``basic``
+        may pass ``(Φ_I^B, Φ_V^B)`` already computed."""
         x0 = torch.cat([vi, ir], dim=1) * 2 - 1
-        if self.config.diffusion_input == "images":
+        mode = self.config.diffusion_input
+        if mode == "images" or (mode == "dtb_conv" and stage == 1):
             return x0
+        if mode == "dtb_conv":
+            b_ir, b_vi = basic if basic is not None else (self.encoder.basic(ir), self.encoder.basic(vi))
+            return self.dtb_to_image(torch.cat([b_ir, b_vi], dim=1))
         _, bv = self.encoder.forward_with_branches(vi)
         _, bi = self.encoder.forward_with_branches(ir)
         pairs = [x0] + [torch.cat([self.branch_to_image(v), self.branch_to_image(i)], dim=1)
@@ -487,14 +666,19 @@ class DMNet(nn.Module):
 
     def pad_for_denoiser(self, x: torch.Tensor) -> torch.Tensor:
         """Replicate-pad H and W (bottom, right) to multiples of the U-Net's ``2 ** (levels - 1)``."""
+        if not self.has_denoiser:
+            return x
         m = self.denoiser.multiple
         ph, pw = (-x.shape[-2]) % m, (-x.shape[-1]) % m
         return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
-    def diffusion_loss(self, ir: torch.Tensor, vi: torch.Tensor, *,
+    def diffusion_loss(self, ir: torch.Tensor, vi: torch.Tensor, *, stage: int = 2,
                        generator: torch.Generator | None = None) -> torch.Tensor:
-        """SR3's noise-prediction loss on ``x0 = diffusion_input(ir, vi)`` (random t, γ, ε)."""
-        x0 = self.pad_for_denoiser(self.diffusion_input(ir, vi))
+        """SR3's noise-prediction loss (Eq. 17) on ``x0 = diffusion_input(ir, vi, stage)`` (random t, γ, ε);
+        a zero tensor under "w/o DM"."""
+        if not self.has_denoiser:
+            return ir.new_zeros(())
+        x0 = self.pad_for_denoiser(self.diffusion_input(ir, vi, stage))
         return diffusion_training_loss(self.denoiser, x0, self.schedule, generator=generator,
                                        reduction=self.config.diffusion_loss_reduction)
 
@@ -506,9 +690,11 @@ class DMNet(nn.Module):
         return q_sample(x0, gamma, randn(tuple(x0.shape), x0, generator)), gamma
 
     def diffusion_features(self, ir: torch.Tensor, vi: torch.Tensor, *,
-                           generator: torch.Generator | None = None, per_step: bool = False
+                           generator: torch.Generator | None = None, per_step: bool = False,
+                           basic: tuple[torch.Tensor, torch.Tensor] | None = None
                            ) -> torch.Tensor | dict[int, torch.Tensor]:
-        """``av = mean_t FeatureProjection(U-Net decoder features of x_t)`` for t in ``config.timesteps``.
+        """``av = mean_t features(U-Net decoder features of x_t)`` for t in ``config.timesteps`` (stage-II
+        input); under "w/o DM" ``conv3x3(x0)`` (``per_step`` then gives it under the key 0).
 
         Noise: ``generator`` when given; else in ``eval()`` a CPU generator seeded with
         ``config.feature_seed`` (reproducible inference), in ``train()`` the global RNG.
@@ -517,10 +703,13 @@ class DMNet(nn.Module):
             ``(B, C, H, W)``, or with ``per_step=True`` ``{t: (B, C, H, W)}`` before the average.
         """
         _check_pair(ir, vi, self.config.in_channels)
+        if not self.has_denoiser:
+            out0 = self.dm_conv(self.diffusion_input(ir, vi, 2, basic=basic))
+            return {0: out0} if per_step else out0
         if generator is None and not self.training:
             generator = torch.Generator().manual_seed(self.config.feature_seed)
         h, w = ir.shape[-2:]
-        x0 = self.pad_for_denoiser(self.diffusion_input(ir, vi))
+        x0 = self.pad_for_denoiser(self.diffusion_input(ir, vi, 2, basic=basic))
         out: dict[int, torch.Tensor] = {}
         for t in self.config.timesteps:
             xt, gamma = self.noisy_input(x0, t, generator=generator)
@@ -534,30 +723,34 @@ class DMNet(nn.Module):
 
     # ---- fusion
     def fusion_feature(self, ir: torch.Tensor, vi: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The fusion path's intermediates: ``f_ir``, ``f_vi`` (encoder), ``a_ir``, ``a_vi`` (after CSAB),
-        ``av`` (diffusion features) and ``fused_feature = a_vi + a_ir + av``, each ``(B, C, H, W)``."""
+        """The fusion path's intermediates (Eqs. 1, 2, 9, 10), each ``(B, C, H, W)``: ``f_ir``, ``f_vi``
+        (encoder, Φ^D), ``a_ir``, ``a_vi`` (after CSAB), ``av`` (diffusion features, Φ^L), ``a_l`` (A(av) with
+        ``latent_csab``, else av) and ``fused_feature = a_vi + a_ir + a_l`` (the decoder input of Eq. 12)."""
         _check_pair(ir, vi, self.config.in_channels)
-        f_ir, f_vi = self.encoder(ir), self.encoder(vi)
+        b_ir, b_vi = self.encoder.basic(ir), self.encoder.basic(vi)
+        f_ir, f_vi = self.encoder.dib(b_ir), self.encoder.dib(b_vi)
         a_ir, a_vi = self.csab(f_ir), self.csab(f_vi)
-        av = self.diffusion_features(ir, vi)
-        return {"f_ir": f_ir, "f_vi": f_vi, "a_ir": a_ir, "a_vi": a_vi, "av": av,
-                "fused_feature": a_vi + a_ir + av}
+        av = self.diffusion_features(ir, vi, basic=(b_ir, b_vi))
+        a_l = self.csab(av) if self.config.latent_csab else av
+        return {"f_ir": f_ir, "f_vi": f_vi, "a_ir": a_ir, "a_vi": a_vi, "av": av, "a_l": a_l,
+                "fused_feature": a_vi + a_ir + a_l}
 
     def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         return self.decoder(vi, self.fusion_feature(ir, vi)["fused_feature"])
 
     def laziness_blocks(self) -> dict[str, list[str]]:
         """Functional blocks for ``fusionlib.laziness``: block name -> parameter-name prefixes."""
-        proj = ["features."] + (["branch_to_image."] if self.config.diffusion_input == "branch_mix" else [])
-        return {
-            "embed+DTB": ["encoder.embed.", "encoder.dtb."],
-            "DIB": ["encoder.dib."],
-            "CSAB": ["csab."],
-            "denoiser down+mid": ["denoiser.noise_level_mlp.", "denoiser.downs.", "denoiser.mid."],
-            "denoiser up+head": ["denoiser.ups.", "denoiser.final_conv."],
-            "feature projection": proj,
-            "decoder": ["decoder."],
-        }
+        extra = {"branch_mix": ["branch_to_image."], "dtb_conv": ["dtb_to_image."]}
+        proj = (["features."] if self.has_denoiser else ["dm_conv."]) + extra.get(self.config.diffusion_input, [])
+        blocks = {"embed+DTB": ["encoder.embed.", "encoder.dtb."], "DIB": ["encoder.dib."]}
+        if "csab" not in self.config.ablate:
+            blocks["CSAB"] = ["csab."]
+        if self.has_denoiser:
+            blocks["denoiser down+mid"] = ["denoiser.noise_level_mlp.", "denoiser.downs.", "denoiser.mid."]
+            blocks["denoiser up+head"] = ["denoiser.ups.", "denoiser.final_conv."]
+        blocks["feature projection" if self.has_denoiser else "DM conv"] = proj
+        blocks["decoder"] = ["decoder."]
+        return blocks
 
 
 def _check_image(x: torch.Tensor, name: str, channels: int) -> None:
@@ -602,8 +795,12 @@ class DMNetRecipe(Recipe):
     w_int: float = 1.0                          # α_int (stage II)
     w_grad: float = 10.0                        # α_grad (stage II)
     ssim_weight: float = 1.0                    # weight of 1 − SSIM in L_rec (stage I)
+    grad_operator: str = "sobel"                # ∇ of L_grad (Eq. 19: Sobel); Table VI: canny, log, roberts
 
     def __post_init__(self) -> None:
+        if self.grad_operator not in GRAD_OPERATORS:
+            raise ValueError(f"DMNetRecipe: grad_operator must be one of {GRAD_OPERATORS}, got "
+                             f"{self.grad_operator!r}")
         if self.stage1_epochs < 0 or self.stage2_epochs < 0 or self.stage1_epochs + self.stage2_epochs < 1:
             raise ValueError(f"DMNetRecipe: stage epochs must be >= 0 with a positive sum, got "
                              f"{self.stage1_epochs} + {self.stage2_epochs}")
@@ -659,8 +856,8 @@ def stage_epochs(recipe: DMNetRecipe, epochs: int | Sequence[int] | None = None)
 class DMNetStep:
     """The training step of both stages: ``step(model, batch) -> (loss, terms)``; ``stage`` is 1 or 2.
 
-    Stage I: ``dmnet_stage1_loss(reconstruct(ir), reconstruct(vi), ir, vi, diffusion_loss(ir, vi))``.
-    Stage II: ``dmnet_stage2_loss(model(ir, vi), ir, vi, diffusion_loss(ir, vi))``.
+    Stage I: ``dmnet_stage1_loss(reconstruct(ir), reconstruct(vi), ir, vi, diffusion_loss(ir, vi, stage=1))``.
+    Stage II: ``dmnet_stage2_loss(model(ir, vi), ir, vi, diffusion_loss(ir, vi, stage=2))``.
     The logged term ``stage`` says which one ran.
     """
 
@@ -673,14 +870,14 @@ class DMNetStep:
 
         ir, vi = batch["ir"], batch["vi"]
         net = unwrap_model(model)
-        diff = net.diffusion_loss(ir, vi)
+        diff = net.diffusion_loss(ir, vi, stage=self.stage)
         r = self.recipe
         if self.stage == 1:
             loss, terms = dmnet_stage1_loss(net.reconstruct(ir), net.reconstruct(vi), ir, vi, diff,
                                             w_diff=r.w_diff, ssim_weight=r.ssim_weight)
         else:
             loss, terms = dmnet_stage2_loss(model(ir, vi), ir, vi, diff, w_int=r.w_int, w_grad=r.w_grad,
-                                            w_diff=r.w_diff)
+                                            w_diff=r.w_diff, grad_operator=r.grad_operator)
         return loss, {**terms, "stage": float(self.stage)}
 
 
