@@ -129,30 +129,120 @@ def test_ssim_term_is_kornia_ssimloss3_summed():
 
 
 # --- L_SS ---------------------------------------------------------------------------------------------------
-def test_sobel_magnitude_flat_image_is_sqrt_eps():
-    torch.testing.assert_close(sobel_magnitude(torch.ones(1, 1, 6, 6, dtype=torch.float64)),
+# The released train.py (SaliencySelfsupervisedLoss), written out by hand in NumPy: integer Sobel kernels,
+# F.conv2d(padding=1) = zero padding, sqrt(gx² + gy² + 1e-6), maxima + 1e-6, MSE, batch-global masks.
+_KX = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=np.float64)
+_KY = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], dtype=np.float64)
+
+
+def _np_released_grad(x: np.ndarray) -> np.ndarray:
+    """(B, 1, H, W) -> (B, 1, H, W): cross-correlation with the kernels over a zero-padded copy."""
+    b, _, h, w = x.shape
+    xp = np.zeros((b, 1, h + 2, w + 2))
+    xp[:, :, 1:-1, 1:-1] = x
+    gx, gy = np.zeros_like(x), np.zeros_like(x)
+    for i in range(h):
+        for j in range(w):
+            win = xp[:, :, i:i + 3, j:j + 3]
+            gx[:, :, i, j] = (win * _KX).sum(axis=(-2, -1))
+            gy[:, :, i, j] = (win * _KY).sum(axis=(-2, -1))
+    return np.sqrt(gx ** 2 + gy ** 2 + 1e-6)
+
+
+def _np_released_lss(m: np.ndarray, ir: np.ndarray, vi: np.ndarray, lam: float = 0.3) -> dict[str, float]:
+    gm, gi, gv = _np_released_grad(m), _np_released_grad(ir), _np_released_grad(vi)
+    structure = ((gm / (gm.max() + 1e-6) - gi / (gi.max() + 1e-6)) ** 2).mean()
+    target = (m * (ir > ir.mean() + ir.std(ddof=1))).mean()
+    texture = (m * (gv > gv.mean())).mean()
+    return {"loss": structure - target - lam * texture, "structure": structure, "target": target,
+            "texture": texture}
+
+
+def test_released_sobel_by_hand_on_a_tiny_image_with_its_border():
+    x = torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], dtype=torch.float64).view(1, 1, 2, 3)
+    g = sobel_magnitude(x)                                      # sobel="released" is the default
+    # top-left pixel; zero padding makes its 3x3 window [[0, 0, 0], [0, 0, 1], [0, 3, 4]]:
+    # gx = 2·0 − 2·1 + 1·0 − 1·4 = −6, gy = (top row, all padding) 0 − (1·0 + 2·3 + 1·4) = −10
+    assert float(g[0, 0, 0, 0]) == pytest.approx(np.sqrt(36 + 100 + 1e-6), rel=1e-12)
+    # top-middle pixel, window [[0, 0, 0], [0, 1, 2], [3, 4, 5]]: gx = 2·(0 − 2) + (3 − 5) = −6,
+    # gy = 0 − (3 + 2·4 + 5) = −16
+    assert float(g[0, 0, 0, 1]) == pytest.approx(np.sqrt(36 + 256 + 1e-6), rel=1e-12)
+    np.testing.assert_allclose(g.numpy(), _np_released_grad(x.numpy()), rtol=1e-12)
+    # inside a flat image sqrt(eps), on its border a step edge: 4c on the edges, 3√2 c in the corners
+    flat = sobel_magnitude(torch.full((1, 1, 5, 6), 0.5, dtype=torch.float64))
+    assert float(flat[0, 0, 2, 3]) == pytest.approx(1e-3, rel=1e-9)
+    assert float(flat[0, 0, 0, 3]) == pytest.approx(2.0, rel=1e-6)
+    assert float(flat[0, 0, 0, 0]) == pytest.approx(1.5 * np.sqrt(2), rel=1e-6)
+    # the kornia switch: ÷8 and replicate padding, so a flat image is sqrt(eps) everywhere, border included
+    torch.testing.assert_close(sobel_magnitude(torch.ones(1, 1, 6, 6, dtype=torch.float64), sobel="kornia"),
                                torch.full((1, 1, 6, 6), 1e-3, dtype=torch.float64))
 
 
-def test_lss_known_answer_for_aux_equal_ir():
+def test_released_sobel_is_per_channel():
+    x = torch.rand(2, 3, 7, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    g = sobel_magnitude(x)
+    for c in range(3):
+        np.testing.assert_allclose(g[:, c:c + 1].numpy(), _np_released_grad(x[:, c:c + 1].numpy()), rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [13, 14])
+def test_lss_matches_the_released_formula_by_hand(seed):
+    g = torch.Generator().manual_seed(seed)
+    ir, vi = torch.rand(2, 1, 5, 6, generator=g, dtype=torch.float64), torch.rand(2, 1, 5, 6, generator=g,
+                                                                                   dtype=torch.float64)
+    aux = torch.sigmoid(torch.randn(2, 1, 5, 6, generator=g, dtype=torch.float64))
+    loss, parts = saliency_structure_loss(aux, ir, vi, return_parts=True)
+    ref = _np_released_lss(aux.numpy(), ir.numpy(), vi.numpy())
+    assert float(loss) == pytest.approx(ref["loss"], rel=1e-12)
+    for k in ("structure", "target", "texture"):
+        assert float(parts[k]) == pytest.approx(ref[k], rel=1e-12)
+    assert float(SaliencyStructureLoss()(aux, ir, vi)) == pytest.approx(ref["loss"], rel=1e-12)
+
+
+def test_lss_flat_aux_is_border_dominated_under_the_released_operator():
+    """A near-flat M' (an untrained sigmoid head): released ∇M'/max is ≈ 1 on the border, ≈ 0 inside;
+    under the kornia switch it is spread over the whole image, and the two gradients w.r.t. M' disagree."""
+    g = torch.Generator().manual_seed(15)
+    ir, vi = torch.rand(2, 1, 16, 16, generator=g, dtype=torch.float64), torch.rand(2, 1, 16, 16, generator=g,
+                                                                                     dtype=torch.float64)
+    aux = (0.5 + 0.01 * torch.randn(2, 1, 16, 16, generator=g, dtype=torch.float64)).requires_grad_(True)
+    gm = sobel_magnitude(aux.detach())
+    norm = gm / (gm.max() + 1e-6)
+    inner = norm[..., 1:-1, 1:-1]
+    assert float(norm[..., 0, :].min()) > 0.6 and float(inner.max()) < 0.1
+    grads = {}
+    for form in ("released", "kornia"):
+        aux.grad = None
+        saliency_structure_loss(aux, ir, vi, sobel=form).backward()
+        grads[form] = aux.grad.flatten().clone()
+    cos = float(torch.nn.functional.cosine_similarity(grads["released"], grads["kornia"], dim=0))
+    assert abs(cos) < 0.5
+
+
+def test_lss_kornia_switch_known_answers():
     ir, vi = _pair(8)
-    loss, parts = saliency_structure_loss(ir, ir, vi, return_parts=True)
+    loss, parts = saliency_structure_loss(ir, ir, vi, sobel="kornia", return_parts=True)
     assert float(parts["structure"]) == 0.0
     tmask = (ir > ir.mean() + ir.std()).double()
     g = kornia.filters.sobel(vi, normalized=True, eps=1e-6)
     xmask = (g > g.mean()).double()
     expected = -(ir * tmask).mean() - 0.3 * (ir * xmask).mean()
     assert float(loss) == pytest.approx(float(expected), rel=1e-12)
+    # a flat M' has ∇M'/max = 1 everywhere under kornia's replicate padding
+    aux = torch.full_like(ir, 0.4)
+    _, parts = saliency_structure_loss(aux, ir, vi, sobel="kornia", return_parts=True)
+    gi = kornia.filters.sobel(ir, normalized=True, eps=1e-6)
+    assert float(parts["structure"]) == pytest.approx(float(((1.0 - gi / gi.max()) ** 2).mean()), rel=1e-12)
+    # and the released default differs from it on the same input
+    _, rel = saliency_structure_loss(aux, ir, vi, return_parts=True)
+    assert abs(float(rel["structure"]) - float(parts["structure"])) > 1e-3
 
 
-def test_lss_constant_aux_structure_term():
+def test_lss_constant_aux_target_term_and_lambda():
     ir, vi = _pair(9)
     c = 0.4
     aux = torch.full_like(ir, c)
     loss, parts = saliency_structure_loss(aux, ir, vi, return_parts=True)
-    gi = kornia.filters.sobel(ir, normalized=True, eps=1e-6)
-    expected_structure = ((1.0 - gi / gi.max()) ** 2).mean()   # a flat M' has ∇M'/max = 1 everywhere
-    assert float(parts["structure"]) == pytest.approx(float(expected_structure), rel=1e-12)
     tfrac = float((ir > ir.mean() + ir.std()).double().mean())
     assert float(parts["target"]) == pytest.approx(c * tfrac, rel=1e-12)
     assert float(SaliencyStructureLoss(lam=0.0)(aux, ir, vi)) == pytest.approx(
@@ -172,6 +262,10 @@ def test_composite_weights_and_terms():
     assert float(no_aux) == pytest.approx(float(terms["fcr"] + 5 * terms["ssim"]), rel=1e-5)
     paper, _ = RPFNetLoss(negatives="paper")(f, ir, vi, aux=aux)
     assert abs(float(paper) - float(total)) > 1e-4
+    assert float(terms["ss"]) == pytest.approx(float(saliency_structure_loss(aux, ir, vi)), rel=1e-6)
+    _, t_k = RPFNetLoss(sobel="kornia")(f, ir, vi, aux=aux)
+    assert float(t_k["ss"]) == pytest.approx(float(saliency_structure_loss(aux, ir, vi, sobel="kornia")), rel=1e-6)
+    assert abs(float(t_k["ss"]) - float(terms["ss"])) > 1e-4
     assert 0 < float(terms["w_area"]) < 0.5
 
 
@@ -198,6 +292,10 @@ def test_bad_arguments_raise():
         frequency_contrastive_loss(ir, ir, vi, negatives="x")
     with pytest.raises(ValueError, match="shape"):
         saliency_structure_loss(ir[:, :, :8], ir, vi)
+    with pytest.raises(ValueError, match="sobel"):
+        saliency_structure_loss(ir, ir, vi, sobel="scharr")
+    with pytest.raises(ValueError, match="sobel"):
+        RPFNetLoss(sobel="x")
 
 
 # --- colour: the released studio-range restoration (fusionlib.ops.studio) --------------------------------

@@ -10,8 +10,10 @@ adaptive mask w         S_M = σ(z(IR − VI)), S_IR = σ(z(IR)), z(x) = (x − 
                         w = [S_en > mean S_en + std S_en]              (:func:`rpfnet_mask`)
 L_c (FCR)               ratio of spectral L1 distances, positives / negatives  (:func:`frequency_contrastive_loss`)
 L_ssim                  (1 − SSIM_3x3(F, VI)) / 2 + (1 − SSIM_3x3(F, IR)) / 2, weight λ2 = 5 (kornia)
-L_SS                    MSE(∇M'/max ∇M', ∇IR/max ∇IR) − mean(M' [IR > μ + σ])
-                        − 0.3 mean(M' [∇VI > mean ∇VI])                (:func:`saliency_structure_loss`)
+L_SS                    MSE(∇M'/(max ∇M' + 1e-6), ∇IR/(max ∇IR + 1e-6)) − mean(M' [IR > μ + σ])
+                        − 0.3 mean(M' [∇VI > mean ∇VI]); ∇ = integer Sobel, zero padding
+                        (code; kornia's normalised, replicate-padded Sobel is the switch
+                        ``sobel="kornia"``)                             (:func:`saliency_structure_loss`)
 =====================  ==============================================================================
 
 All images are ``(B, 1, H, W)`` in [0, 1]; ``vi`` is the visible luma; M' is the output of the auxiliary
@@ -38,6 +40,8 @@ __all__ = [
     "frequency_contrastive_loss",
     "rpfnet_ssim_term",
     "sobel_magnitude",
+    "SOBEL_X",
+    "SOBEL_Y",
     "saliency_structure_loss",
     "FrequencyContrastiveLoss",
     "SaliencyStructureLoss",
@@ -45,6 +49,7 @@ __all__ = [
 ]
 
 Variant = Literal["code", "paper"]
+SobelForm = Literal["released", "kornia"]
 
 
 def _variant(where: str, name: str, value: str) -> None:
@@ -59,7 +64,7 @@ def _zsig(x: torch.Tensor) -> torch.Tensor:
 
 def rpfnet_mask(ir: torch.Tensor, vi: torch.Tensor, *, form: Variant = "code",
                 return_saliency: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    r"""The adaptive mask w of L_c (paper Eq. 10-11, the code's ``M_v``): where the infrared image leads.
+    r"""The adaptive mask w of L_c (paper Eq. 9, the code's ``M_v``): where the infrared image leads.
 
     .. math::
 
@@ -78,7 +83,7 @@ def rpfnet_mask(ir: torch.Tensor, vi: torch.Tensor, *, form: Variant = "code",
 
     Args:
         ir, vi: ``(B, 1, H, W)`` in [0, 1].
-        form: ``"code"`` (released ``loss.py``, default) or ``"paper"`` (Eq. 11's ``1 - S``).
+        form: ``"code"`` (released ``train.py``, default) or ``"paper"`` (Eq. 9's ``1 - S``).
         return_saliency: also return S_en.
 
     Returns:
@@ -118,7 +123,7 @@ def spectral_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def frequency_contrastive_loss(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor,
                                w: torch.Tensor | None = None, *, negatives: Variant = "code",
                                eps: float | None = None, return_parts: bool = False):
-    r"""The frequency contrastive regularisation L_c (paper Eq. 12, the code's ``FCR``).
+    r"""The frequency contrastive regularisation L_c (paper Eqs. 10-12, the code's ``FCR``).
 
     With ``d(x, y) =`` :func:`spectral_l1` ``(x, y)`` and ``w̄ = 1 - w``:
 
@@ -174,7 +179,9 @@ def rpfnet_ssim_term(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, *,
 
     Each part is kornia's ``mean(clamp((1 - SSIM_3x3) / 2, 0, 1))``
     (:func:`fusionlib.losses.kornia_ssim_loss_term`), so the term lies in [0, 2]; the total weights it by
-    λ2 = 5.
+    λ2 = 5, an effective ``2.5 (1 - SSIM)`` per source. The paper's Eq. 13 prints
+    ``L_s = SSIM(F, IR) + SSIM(F, VIS_Y)`` (the sign of a similarity, not of a loss) and cites [16], whose
+    SSIM uses an 11x11 Gaussian window; the code's window is 3x3.
 
     Examples:
         >>> x = torch.rand(1, 1, 8, 8)
@@ -184,38 +191,76 @@ def rpfnet_ssim_term(fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, *,
     return kornia_ssim_loss_term(fused, vi, window=window) + kornia_ssim_loss_term(fused, ir, window=window)
 
 
-def sobel_magnitude(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    r"""``sqrt(gx² + gy² + eps)`` with kornia's normalised Sobel kernels (``kornia.filters.sobel``), (B, C, H, W).
+#: The released ``train.py``'s Sobel kernels (``SaliencySelfsupervisedLoss``): integers, not divided by 8.
+SOBEL_X = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
+SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
 
-    Our reading of the code's ∇ (the formula matches ``kornia.filters.sobel``: kernels divided by 8,
-    replicate padding, eps 1e-6 inside the root).
+
+def _sobel_variant(where: str, value: str) -> None:
+    if value not in ("released", "kornia"):
+        raise ValueError(f"{where}: sobel must be 'released' or 'kornia', got {value!r}")
+
+
+def sobel_magnitude(x: torch.Tensor, eps: float = 1e-6, *, sobel: SobelForm = "released") -> torch.Tensor:
+    r"""The gradient magnitude ∇ of L_SS, ``sqrt(gx² + gy² + eps)``, per channel: ``(B, C, H, W) -> (B, C, H, W)``.
+
+    - ``sobel="released"`` (default): what the released ``train.py`` computes: the integer Sobel kernels
+      :data:`SOBEL_X`, :data:`SOBEL_Y` (not divided by 8) by ``F.conv2d(..., padding=1)``, i.e. **zero
+      padding**, so the image border reads as a step down to 0.
+    - ``sobel="kornia"``: ``kornia.filters.sobel(normalized=True)``: kernels divided by 8, **replicate**
+      padding (this library's earlier reading; the paper only says "∇ denotes the Sobel operator", Eq. 6).
+
+    Inside the image the two differ by the factor 8 only (up to the eps); on the one-pixel border they differ
+    in kind: a flat image of value c has ``sqrt(eps)`` everywhere under ``"kornia"``, but under
+    ``"released"`` ``4c`` along the edges and ``3√2·c`` in the corners (and ``sqrt(eps)`` inside).
 
     Examples:
-        >>> round(float(sobel_magnitude(torch.ones(1, 1, 5, 5)).max()), 6)   # flat image: sqrt(eps)
+        >>> x = torch.ones(1, 1, 5, 5)
+        >>> round(float(sobel_magnitude(x, sobel="kornia").max()), 6)          # flat: sqrt(eps) everywhere
         0.001
+        >>> g = sobel_magnitude(x)                                             # zero padding: the border is an edge
+        >>> round(float(g[0, 0, 2, 2]), 6), round(float(g[0, 0, 0, 2]), 4), round(float(g[0, 0, 0, 0]), 4)
+        (0.001, 4.0, 4.2426)
     """
-    return kornia.filters.sobel(x, normalized=True, eps=eps)
+    _sobel_variant("sobel_magnitude", sobel)
+    if sobel == "kornia":
+        return kornia.filters.sobel(x, normalized=True, eps=eps)
+    b, c, h, w = x.shape
+    k = x.new_tensor((SOBEL_X, SOBEL_Y)).unsqueeze(1)                        # (2, 1, 3, 3)
+    g = F.conv2d(x.reshape(b * c, 1, h, w), k, padding=1)                   # (B*C, 2, H, W), zero padding
+    return torch.sqrt(g[:, :1].pow(2) + g[:, 1:].pow(2) + eps).reshape(b, c, h, w)
 
 
 def saliency_structure_loss(aux: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, *, lam: float = 0.3,
-                            return_parts: bool = False):
-    r"""The self-supervised saliency-structure loss L_SS on the auxiliary decoder's map M' (paper Eq. 9).
+                            sobel: SobelForm = "released", return_parts: bool = False):
+    r"""The self-supervised saliency-structure loss L_SS on the auxiliary decoder's map M' (paper Eqs. 5-7).
+
+    As the released ``train.py`` computes it (``SaliencySelfsupervisedLoss``), ``sobel="released"``:
 
     .. math::
 
-        L_{SS} = \mathrm{MSE}\Big(\frac{\nabla M'}{\max \nabla M'}, \frac{\nabla I_{ir}}{\max\nabla I_{ir}}\Big)
+        L_{SS} = \mathrm{MSE}\Big(\frac{\nabla M'}{\max \nabla M' + 10^{-6}},
+                                   \frac{\nabla I_{ir}}{\max\nabla I_{ir} + 10^{-6}}\Big)
                  - \mathrm{mean}\big(M' \cdot [I_{ir} > \mu_{ir} + \sigma_{ir}]\big)
                  - \lambda_1\,\mathrm{mean}\big(M' \cdot [\nabla I_{vi} > \mathrm{mean}\,\nabla I_{vi}]\big)
 
-    ∇ = :func:`sobel_magnitude`; maxima, μ, σ (unbiased) over the whole batch tensor; λ1 = 0.3. The code
-    uses MSE and means where the paper writes ‖·‖₂. The first term asks M' for the infrared image's
-    structure, the second for brightness on hot targets, the third for brightness on visible texture.
-    The loss is negative when M' is bright on those regions; its minimum is not 0.
+    ∇ = :func:`sobel_magnitude` (integer Sobel, zero padding, eps 1e-6 inside the root); maxima, μ, σ
+    (unbiased) over the whole batch tensor; λ1 = 0.3. The paper (Eqs. 6-7) writes ``‖∇M' − ∇IR‖₂`` and
+    ``‖·‖₂`` norms with no normalisation; the code uses the max-normalised MSE and means. The first term
+    asks M' for the infrared image's structure, the second for brightness on hot targets (Eq. 7, L_reg),
+    the third for brightness on visible texture (Eq. 6's λ1 term). The loss is negative when M' is bright
+    on those regions; its minimum is not 0.
+
+    ``sobel="kornia"`` is this library's earlier reading: kornia's normalised Sobel with replicate padding
+    and plain ``/ max`` (no 1e-6). With zero padding the border of every crop is a step edge, so under
+    ``"released"`` a near-flat M' (what an untrained sigmoid head gives) has its gradient maximum on the
+    border and ``∇M'/max ≈ 0`` inside, whereas under ``"kornia"`` a flat M' has ``∇M'/max = 1`` everywhere.
 
     Args:
         aux: M' ``(B, 1, H, W)`` in (0, 1) (sigmoid output of the auxiliary decoder).
         ir, vi: ``(B, 1, H, W)`` in [0, 1].
         lam: λ1.
+        sobel: ``"released"`` (default) or ``"kornia"``.
         return_parts: also return ``{"structure", "target", "texture"}`` (detached, unweighted).
 
     Examples:
@@ -224,8 +269,10 @@ def saliency_structure_loss(aux: torch.Tensor, ir: torch.Tensor, vi: torch.Tenso
         True
     """
     check_images("saliency_structure_loss", aux=aux, ir=ir, vi=vi)
-    g_m, g_ir, g_vi = sobel_magnitude(aux), sobel_magnitude(ir), sobel_magnitude(vi)
-    structure = F.mse_loss(g_m / g_m.max(), g_ir / g_ir.max())
+    _sobel_variant("saliency_structure_loss", sobel)
+    g_m, g_ir, g_vi = (sobel_magnitude(t, sobel=sobel) for t in (aux, ir, vi))
+    tiny = 1e-6 if sobel == "released" else 0.0
+    structure = F.mse_loss(g_m / (g_m.max() + tiny), g_ir / (g_ir.max() + tiny))
     target_mask = (ir > ir.mean() + ir.std()).to(aux.dtype)
     texture_mask = (g_vi > g_vi.mean()).to(aux.dtype)
     target, texture = (aux * target_mask).mean(), (aux * texture_mask).mean()
@@ -252,12 +299,13 @@ class FrequencyContrastiveLoss(nn.Module):
 class SaliencyStructureLoss(nn.Module):
     """Module form of :func:`saliency_structure_loss`; ``forward(aux, ir, vi)``."""
 
-    def __init__(self, *, lam: float = 0.3) -> None:
+    def __init__(self, *, lam: float = 0.3, sobel: SobelForm = "released") -> None:
         super().__init__()
-        self.lam = lam
+        _sobel_variant("SaliencyStructureLoss", sobel)
+        self.lam, self.sobel = lam, sobel
 
     def forward(self, aux: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        return saliency_structure_loss(aux, ir, vi, lam=self.lam)
+        return saliency_structure_loss(aux, ir, vi, lam=self.lam, sobel=self.sobel)
 
 
 class RPFNetLoss(nn.Module):
@@ -272,6 +320,7 @@ class RPFNetLoss(nn.Module):
         mask_form: w's formula, ``"code"`` (default) or ``"paper"``.
         w_fcr, w_ssim, w_ss: weights (1, λ2 = 5, 1 in ``train.py``).
         lam: λ1 of L_SS (0.3).
+        sobel: L_SS's gradient operator, ``"released"`` (default) or ``"kornia"`` (:func:`sobel_magnitude`).
 
     Examples:
         >>> ir, vi = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
@@ -281,11 +330,12 @@ class RPFNetLoss(nn.Module):
     """
 
     def __init__(self, *, negatives: Variant = "code", mask_form: Variant = "code", w_fcr: float = 1.0,
-                 w_ssim: float = 5.0, w_ss: float = 1.0, lam: float = 0.3) -> None:
+                 w_ssim: float = 5.0, w_ss: float = 1.0, lam: float = 0.3, sobel: SobelForm = "released") -> None:
         super().__init__()
         _variant("RPFNetLoss", "negatives", negatives)
         _variant("RPFNetLoss", "mask_form", mask_form)
-        self.negatives, self.mask_form = negatives, mask_form
+        _sobel_variant("RPFNetLoss", sobel)
+        self.negatives, self.mask_form, self.sobel = negatives, mask_form, sobel
         self.w_fcr, self.w_ssim, self.w_ss, self.lam = w_fcr, w_ssim, w_ss, lam
 
     def forward(self, fused: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, aux: torch.Tensor | None = None
@@ -295,7 +345,7 @@ class RPFNetLoss(nn.Module):
         ssim = rpfnet_ssim_term(fused, ir, vi)
         total = self.w_fcr * fcr + self.w_ssim * ssim
         if aux is not None:
-            ss = saliency_structure_loss(aux, ir, vi, lam=self.lam)
+            ss = saliency_structure_loss(aux, ir, vi, lam=self.lam, sobel=self.sobel)
             total = total + self.w_ss * ss
         else:
             ss = fused.new_zeros(())

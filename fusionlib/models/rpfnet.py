@@ -1,4 +1,5 @@
-"""RPFNet: residual prior driven frequency-aware network for infrared and visible image fusion (ACM MM 2025).
+"""RPFNet: Z. Guan, X. Wang, W. Qian, P. Liu, R. Ma, "Residual Prior-driven Frequency-aware Network for Image
+Fusion", ACM MM 2025.
 
 Authors' code: ``wang-x-1997/RPFNet`` @ 43e555a (``net.py``: ``FusionNetwork(init_channels=32,
 num_iterations=3)``; ``train.py``, ``loss.py``, ``test.py``); released weights ``Trained/Model.pth`` (a
@@ -9,8 +10,10 @@ pickle of the whole model: read it without executing it with
 The idea: the difference image ``IR - VIS`` is a *residual prior* that marks where the two sources
 disagree (hot targets, lit regions). One branch follows that residual in the spatial domain (RPM:
 dilated convolutions); the other fuses the sources in the frequency domain (FDFM: a 1x1 convolution
-on the real/imaginary parts of the image spectrum, which mixes information globally). A cross
-promotion module (CPM) lets the two branches steer each other before every stage.
+on the real/imaginary parts of the feature spectrum, then BatchNorm and ReLU *in the frequency domain*).
+The 1x1 convolution alone is not global in space (its weights are shared by all frequencies, so it is a
+channel mix, see :func:`fdfm_jacobian`); the global reach comes from the BatchNorm and ReLU applied to
+the spectrum. A cross promotion module (CPM) lets the two branches steer each other before every stage.
 
 As the released code builds it (C = 32, N = 3 stages)::
 
@@ -66,11 +69,17 @@ from fusionlib.recipes import Recipe
 
 __all__ = ["ConvBNReLU", "CPM", "RPM", "FDFM", "RPFNetStage", "RPFNetHead", "RPFNetAux", "RPFNet",
            "RPFNetConfig", "rpfnet_infer", "batch_stat_bn", "PAPER", "RPFNET_RECIPES", "RPFNET_MILESTONES",
-           "train_rpfnet", "rpfnet_train_step"]
+           "train_rpfnet", "rpfnet_train_step", "PAPER_TRAINING", "fdfm_jacobian", "jacobian_spread"]
 
 #: What the code measures (authors_code.md §4); the paper states no parameter count in its text.
 PAPER = {"params_code": 72_074, "params_aux": 14_113, "params_unused_attention": 1_897,
          "flops_G_128x128": 5.750, "flops_G_480x640": 107.8}
+
+#: The paper's training budget (Sec. 4.1.1-4.1.2) and the released ``train.py``'s epochs (the paper states
+#: none): 3,383 pre-cropped 128x128 FLIR patches, batch 16 without drop_last = 212 steps per epoch.
+PAPER_TRAINING = {"train_pairs": 180, "train_patches": 3_383, "crop": 128, "batch": 16, "epochs_code": 100,
+                  "steps_per_epoch": -(-3_383 // 16), "steps": 100 * -(-3_383 // 16),
+                  "mif_train_pairs": 217, "mif_test": {"MRI-PET": 10, "MRI-SPECT": 20}}
 
 
 # --- basic block ----------------------------------------------------------------------------------------
@@ -201,9 +210,15 @@ class FDFM(nn.Module):
     ``out = CB3x3(x) + irfft2(ReLU(BN(conv1x1(R(rfft2(x))))))``: ``rfft2``/``irfft2`` over (H, W) with
     ``norm="ortho"``; ``R`` stacks the real and imaginary parts as 2C channels, interleaved per channel
     ``[re_0, im_0, re_1, im_1, ...]`` (the layout of LaMa's Fourier unit); the 2C -> 2C conv has no bias. The
-    spectral path sees ``x`` itself, not the CB output. A 1x1 conv on the spectrum is a global operator in
-    space: every output pixel depends on the whole image. The ReLU output, ``(B, 2C, H, W//2 + 1)``, passes
-    through the probe point ``spectrum``.
+    spectral path sees ``x`` itself, not the CB output (the paper's Eq. 4 feeds the FFT with ``CB3x3(x)``).
+
+    What is global here (:func:`fdfm_jacobian` measures it): the 1x1 conv's weights are the same at every
+    frequency, so the *linear* spectral path is a channel mix, local in space: exactly a 1x1 spatial conv
+    when the weights act on (re, im) as a complex number times a real matrix, and otherwise that plus
+    row-wise Hilbert-transform parts (the half-spectrum of ``rfft2``) on the pixel's row and on its point
+    reflection. The reach over the whole image comes from the BatchNorm (statistics over all frequencies in
+    training mode, a constant offset on every frequency in eval mode) and the ReLU, both applied to the
+    spectrum. The ReLU output, ``(B, 2C, H, W//2 + 1)``, passes through the probe point ``spectrum``.
 
     Shape:
         x (B, C, H, W) -> (B, C, H, W)
@@ -221,17 +236,77 @@ class FDFM(nn.Module):
         self.spectrum = nn.Identity()  # probe point: spectral activations (B, 2C, H, W//2+1)
         self.spatial = ConvBNReLU(channels, channels, 3)
 
-    def spectral(self, x: torch.Tensor) -> torch.Tensor:
-        """The spectral path alone: ``(B, C, H, W) -> (B, C, H, W)``."""
+    def spectral(self, x: torch.Tensor, *, linear_only: bool = False) -> torch.Tensor:
+        """The spectral path alone: ``(B, C, H, W) -> (B, C, H, W)``.
+
+        ``linear_only=True`` skips the BatchNorm and the ReLU (``irfft2(conv1x1(rfft2(x)))``): the linear
+        part, for analysis (:func:`fdfm_jacobian`).
+        """
         b, c, h, w = x.shape
         z = torch.fft.rfft2(x, norm="ortho")                                       # (B, C, H, W//2+1) complex
         z = torch.stack((z.real, z.imag), dim=2).reshape(b, 2 * c, h, z.shape[-1])  # interleaved re/im
-        z = self.spectrum(self.relu(self.spectral_bn(self.spectral_conv(z))))
+        z = self.spectral_conv(z)
+        if not linear_only:
+            z = self.spectrum(self.relu(self.spectral_bn(z)))
         z = z.reshape(b, c, 2, h, z.shape[-1])
         return torch.fft.irfft2(torch.complex(z[:, :, 0], z[:, :, 1]), s=(h, w), norm="ortho")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.spectral(x) + self.spatial(x)
+
+
+def fdfm_jacobian(fdfm: FDFM, x: torch.Tensor, pixel: tuple[int, int], *, path: str = "linear") -> torch.Tensor:
+    """``|∂ Σ_c y[c, p] / ∂x|`` summed over input channels, for one output pixel p of the spectral path.
+
+    Args:
+        fdfm: an :class:`FDFM` (its train/eval mode decides how its BatchNorm normalises under ``"full"``).
+        x: the input ``(1, C, H, W)``.
+        pixel: p = ``(row, col)``.
+        path: ``"linear"``: ``irfft2(conv1x1(rfft2(x)))`` only; ``"full"``: with BatchNorm and ReLU
+            (:meth:`FDFM.spectral`).
+
+    Returns:
+        ``(H, W)``: which input pixels output pixel p depends on (for the linear path the same, transposed,
+        as the response to an impulse at p).
+
+    Examples:
+        >>> f = FDFM(2)
+        >>> fdfm_jacobian(f, torch.rand(1, 2, 8, 8), (3, 4)).shape
+        torch.Size([8, 8])
+    """
+    if path not in ("linear", "full"):
+        raise ValueError(f"fdfm_jacobian: path must be 'linear' or 'full', got {path!r}")
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        y = fdfm.spectral(x, linear_only=(path == "linear"))
+        (g,) = torch.autograd.grad(y[0, :, pixel[0], pixel[1]].sum(), x)
+    return g[0].abs().sum(0)
+
+
+def jacobian_spread(j: torch.Tensor, pixel: tuple[int, int], radius: int = 3, rel_tol: float = 1e-6
+                    ) -> dict[str, float]:
+    """How local a ``(H, W)`` map from :func:`fdfm_jacobian` is, around p (distances are circular, as the FFT's).
+
+    Returns ``near`` (share of the total within ``radius`` px of p, Chebyshev), ``at_p`` (share at p itself),
+    ``rows`` (share on p's row and on the row of its point reflection ``-p``), ``support`` (share of pixels
+    above ``rel_tol`` times the maximum).
+
+    Examples:
+        >>> j = torch.zeros(8, 8); j[3, 4] = 1.0
+        >>> jacobian_spread(j, (3, 4))["near"], jacobian_spread(j, (3, 4))["support"]
+        (1.0, 0.015625)
+    """
+    h, w = j.shape
+    dy = (torch.arange(h) - pixel[0]).remainder(h)
+    dx = (torch.arange(w) - pixel[1]).remainder(w)
+    dy, dx = torch.minimum(dy, h - dy), torch.minimum(dx, w - dx)
+    near = (dy[:, None] <= radius) & (dx[None, :] <= radius)
+    rows = torch.zeros(h, w, dtype=torch.bool)
+    rows[pixel[0]] = True
+    rows[(-pixel[0]) % h] = True
+    total = j.sum().clamp(min=1e-30)
+    return {"near": float(j[near].sum() / total), "at_p": float(j[pixel[0], pixel[1]] / total),
+            "rows": float(j[rows].sum() / total), "support": float((j > rel_tol * j.max()).float().mean())}
 
 
 # --- one stage (the authors' IterationBlock) ------------------------------------------------------------
@@ -478,8 +553,10 @@ RPFNET_RECIPES: dict[str, Recipe] = {
         scheduler="step", step_size=20, gamma=0.5, min_lr=1e-3 * 0.5 ** 4,  # MultiStepLR, main model only
         batch_size=16, crop_size=128, epochs=100,                          # paper Sec. 4.1 / train.py
         datasets=("roadscene/train",),
-        notes="wang-x-1997/RPFNet train.py: seed 123, 3,383 pre-cropped 128x128 FLIR patches, no augmentation; "
-              "bundled stand-in: random 128x128 crops of the 200 RoadScene (FLIR) training pairs"),
+        notes="wang-x-1997/RPFNet train.py: seed 123, 3,383 pre-cropped 128x128 FLIR patches, no augmentation, "
+              "batch 16 = 212 steps/epoch, 21,200 steps in 100 epochs; bundled stand-in: one random 128x128 crop "
+              "of each of the 200 RoadScene (FLIR) training pairs per epoch, batch 16 with drop_last = 12 steps/"
+              "epoch, 1,200 steps (17.7x fewer; the lr halvings come after 240 steps instead of 4,240)"),
     "lab": Recipe(
         optimizer="adam", lr=1e-3, scheduler="step", step_size=2, gamma=0.5, min_lr=1e-3 * 0.5 ** 4,
         batch_size=8, crop_size=96, epochs=10, datasets=("roadscene/train",),
