@@ -141,23 +141,102 @@ def test_fmi_identical_is_one_and_dct_feature_runs():
     assert 0.0 < v < 1.0
 
 
+# Independent listing of the same filter, for a cross-check of the shipped one: JWave's ``Dmey``
+# class (2010, 16 significant digits, in Lo_D order, i.e. lo[k] = JWAVE[k] up to the sqrt(2)/sum
+# normalisation, which changes nothing at this precision). Index -> value.
+DMEY_JWAVE = {
+    0: 0.0,
+    1: -1.509740857423615e-06,
+    29: 2.446195684460230e-05,
+    35: 8.595002137623775e-04,
+    36: -5.781857952734411e-04,
+    48: -1.326966153588617e-01,
+    50: 4.440950307665288e-01,
+    51: 7.437510049037870e-01,
+    52: 4.440950307665288e-01,
+    101: -1.509740857423615e-06,
+}
+
+
+def test_dmey102_filter_properties():
+    """MATLAB's 102-tap dmey: the shipped taps, the orthfilt normalisation and the QMF pair."""
+    from fusionlib.metrics.wavelet import DMEY_W, dmey_filters
+
+    w = torch.tensor(DMEY_W, dtype=torch.float64)
+    assert w.numel() == 102 and float(w[-1]) == 0.0  # dmey.mat: last tap 0
+    assert torch.equal(w[:101], w[:101].flip(0))  # symmetric about the 51st tap
+    assert abs(float(w.sum()) - math.sqrt(2.0)) < 1e-15
+    lo, hi = dmey_filters()
+    assert lo.shape == hi.shape == (102,) and float(lo[0]) == 0.0  # Lo_D = wrev(Lo_R)
+    for k, v in DMEY_JWAVE.items():  # the independent listing, to its precision
+        assert abs(float(lo[k]) - v) < 1e-15, (k, float(lo[k]), v)
+    assert float(lo.sum()) == pytest.approx(math.sqrt(2.0), abs=1e-15)
+    n = 102
+    sign = torch.tensor([(-1.0) ** (k + 1) for k in range(n)], dtype=torch.float64)
+    assert torch.equal(hi, sign * lo.flip(0))  # hi[k] = (-1)^(k+1) lo[101 - k]
+    # orthonormal to the truncation's accuracy: <lo, lo shifted by 2m> = delta(m), <lo, hi shifted> = 0
+    for m in range(0, 51):
+        ll = float((lo[: n - 2 * m] * lo[2 * m :]).sum())
+        assert abs(ll - (1.0 if m == 0 else 0.0)) < 2e-6, (m, ll)
+        lh = float((lo[: n - 2 * m] * hi[2 * m :]).sum())
+        assert abs(lh) < 1e-15, (m, lh)
+    assert abs(float(hi.sum())) < 3e-6  # high-pass: (almost) no DC
+
+
+def _impulse_response(f: torch.Tensor, p: int, n: int) -> torch.Tensor:
+    """MATLAB ``dwt`` ('sym', first = 2) of a unit impulse at ``p`` in a length-``n`` signal, by hand.
+
+    With ``n >= 101`` the 101-sample half-point extension adds one mirror image of the impulse on
+    each side, at ``-1 - p`` and ``2n - 1 - p``; the 'valid' convolution's sample ``m`` (0-based)
+    is ``sum_t f[m - t]`` over the impulses ``t``, and MATLAB keeps ``m = 1, 3, 5, ...``.
+    """
+    out = torch.zeros((n + 101) // 2, dtype=torch.float64)
+    for j in range(out.numel()):
+        for t in (p, -1 - p, 2 * n - 1 - p):
+            k = 2 * j + 1 - t
+            if 0 <= k < f.numel():
+                out[j] += f[k]
+    return out
+
+
+def test_dwt2_impulse_by_hand():
+    """Extension, filter orientation, down-sampling phase and sub-band order, checked by hand on an
+    impulse next to the top and right edges (so the mirror images count)."""
+    from fusionlib.metrics.wavelet import dmey_filters, dwt2
+
+    h, w, r, c = 110, 104, 3, 100
+    x = torch.zeros(1, 1, h, w, dtype=torch.float64)
+    x[0, 0, r, c] = 1.0
+    lo, hi = dmey_filters()
+    ca, ch, cv, cd = dwt2(x)
+    assert ca.shape == (1, 1, (h + 101) // 2, (w + 101) // 2) == (1, 1, 105, 102)
+    rl, rh = _impulse_response(lo, r, h), _impulse_response(hi, r, h)  # along the height
+    cl, chh = _impulse_response(lo, c, w), _impulse_response(hi, c, w)  # along the width
+    for got, want in ((ca, torch.outer(rl, cl)), (ch, torch.outer(rh, cl)),
+                      (cv, torch.outer(rl, chh)), (cd, torch.outer(rh, chh))):
+        assert torch.allclose(got[0, 0], want, rtol=0.0, atol=1e-15)
+    assert float(ca.abs().max()) > 0.5  # the impulse's own peak: lo[51]^2 = 0.55
+
+
 @pytest.mark.parametrize("shape", [(2, 1, 32, 32), (1, 1, 37, 20), (1, 1, 5, 9)])
 def test_dwt2_dmey_matches_pywavelets(shape):
-    """MATLAB dwt2(x, 'dmey') in its default 'sym' mode = pywt.dwt2(x, 'dmey', mode='symmetric');
-    (5, 9) is shorter than the 61-sample extension, which then reflects more than once."""
+    """MATLAB dwt2(x, 'dmey') in its default 'sym' mode = pywt.dwt2 with the same 102-tap filter
+    bank and mode='symmetric' (PyWavelets' own 'dmey' is a different, 62-tap filter); (5, 9) is
+    far shorter than the 101-sample extension, which then reflects many times."""
     pywt = pytest.importorskip("pywt")
     from fusionlib.metrics.wavelet import dmey_filters, dwt2
 
-    w = pywt.Wavelet("dmey")
     lo, hi = dmey_filters()
-    assert lo.tolist() == list(w.dec_lo) and hi.tolist() == list(w.dec_hi)
+    bank = (lo.numpy(), hi.numpy(), lo.flip(0).numpy(), hi.flip(0).numpy())
+    wav = pywt.Wavelet("dmey102", filter_bank=bank)
+    assert len(pywt.Wavelet("dmey").dec_lo) == 62  # why PyWavelets' 'dmey' is not used
     g = torch.Generator().manual_seed(3)
     x = torch.randint(0, 256, shape, generator=g).double()
     ours = dwt2(x)
     for i in range(shape[0]):
-        ca, (ch, cv, cd) = pywt.dwt2(x[i, 0].numpy(), "dmey", mode="symmetric")
+        ca, (ch, cv, cd) = pywt.dwt2(x[i, 0].numpy(), wav, mode="symmetric")
         for o, r in zip(ours, (ca, ch, cv, cd)):
-            assert o.shape[-2:] == r.shape == ((shape[2] + 61) // 2, (shape[3] + 61) // 2)
+            assert o.shape[-2:] == r.shape == ((shape[2] + 101) // 2, (shape[3] + 101) // 2)
             assert torch.allclose(o[i, 0], torch.from_numpy(r), rtol=0.0, atol=1e-10)
 
 
@@ -169,12 +248,12 @@ def test_fmi_wavelet_feature_layout_and_values():
     feat = dwt_feature(x)
     ca, ch, cv, cd = dwt2(x)
     h, w = ca.shape[-2:]
-    assert feat.shape == (1, 1, 2 * h, 2 * w) == (1, 1, 76, 80)
+    assert feat.shape == (1, 1, 2 * h, 2 * w) == (1, 1, 116, 120)
     assert float(feat.min()) == 0.0 and float(feat.max()) == 1.0  # rerange: [0, 1]
     full = torch.cat([torch.cat([ca, ch], -1), torch.cat([cv, cd], -1)], -2)  # [cA cH; cV cD]
     lin = (full - full.min()) / (full.max() - full.min())
     assert torch.allclose(feat, lin, atol=1e-15)
-    assert torch.equal(dwt_feature(torch.zeros(1, 1, 8, 8)), torch.ones(1, 1, 68, 68))  # flat -> ones
+    assert torch.equal(dwt_feature(torch.zeros(1, 1, 8, 8)), torch.ones(1, 1, 108, 108))  # flat -> ones
     y, a, b = (_img(s, b=2, h=12, w=12).double() for s in (13, 14, 15))
     assert torch.equal(fmi(y, y, y, feature="wavelet"), torch.ones(2, dtype=torch.float64))
     v = fmi(y, a, b, feature="wavelet")

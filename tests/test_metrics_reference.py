@@ -4,8 +4,8 @@ metric_ref/values.json holds what each toolbox computed on fixed uint8 images (5
 2 simple fusion rules). Every metric a toolbox reports is compared with our preset of the same
 name. The brief's bound is 1e-3 relative; we assert RTOL = 1e-5, which every pair meets (the
 largest differences, ~2e-7, come from the CDDFuse evaluator accumulating SD, SF, AG, MSE, CC,
-SCD, Qabf in float32). Tang's slow FMI_dct and FMI_w (256x256 pair only) have their own tests;
-FMI_w is the one metric that does not reach RTOL (see test_tang_fmi_w). Not compared:
+SCD, Qabf in float32). Tang's slow FMI_dct and FMI_w (256x256 pair only) have their own tests,
+also at RTOL. Not compared:
 cddfuse_current_py311's SSIM (null there: scikit-image >= 0.20 raises).
 """
 
@@ -86,24 +86,16 @@ def test_tang_fmi_dct(shared, values):
         assert ours == pytest.approx(ref, rel=RTOL)
 
 
-# FMI_w (ours - Octave) / Octave: -1.99 % (mean), -2.28 % (max)
-FMI_W_RTOL = 0.025
-
-
 def test_tang_fmi_w(shared, values):
-    """FMI_w (256x256 pair only) matches the Octave reference to 2.5 %, not to RTOL; ours is lower.
+    """FMI_w (256x256 pair only) matches the Octave reference to RTOL (the brief's bound is 1e-3).
 
-    Why not closer: ``analysis_fmi.m`` calls MATLAB's ``dwt2(x, 'dmey')``, which GNU Octave lacks,
-    so the reference run used a stand-in that is not published. Ours follows MATLAB: default
-    extension 'sym', 62-tap dmey, 158 x 158 sub-bands, ``rerange([cA, cH; cV, cD])``, and equals
-    ``pywt.dwt2(x, 'dmey', mode='symmetric')`` to 1e-12 (tests/test_metrics.py). Other boundary
-    conventions do not explain the gap either (on the mean rule: whole-point reflection -1.3 %,
-    zero padding -13 %, MATLAB 'per' / pywt 'periodization' +0.19 % but -2.3 % on the max rule,
-    other down-sampling phases -2.6 %; no rerange +7 %), and the metric's own rounding
-    sensitivity is far smaller: computing the same DWT with pywt instead of torch moves FMI_w by
-    2e-4 relative (3x3 windows of near-zero coefficients, the dmey tails over black background,
-    are normalised to patterns set by rounding). The pair's FMI_dct and FMI_pixel, computed by
-    the same loop, match to RTOL, so the gap is in the wavelet features.
+    ``analysis_fmi.m`` calls MATLAB's ``dwt2(x, 'dmey')``; the reference run used MATLAB's
+    102-tap ``dmey`` and a ``dwt2`` stand-in with MATLAB's algorithm (``metric_ref/README.md``),
+    as :mod:`fusionlib.metrics.wavelet` does: 178 x 178 sub-bands, ``rerange([cA, cH; cV, cD])``.
+    Measured: (ours - Octave) / Octave = +7.3e-8 (mean rule), +5.0e-8 (max rule); the same
+    FMI_w with the DWT computed by pywt instead of torch differs from ours by ~1e-7, so the bound
+    leaves room for another machine's rounding. With PyWavelets' 62-tap ``dmey`` (this suite
+    before issue #20) the gap was -1.99 % and -2.28 %.
     """
     img = shared / "metric_ref" / "images"
     tag = "harvard_MRI_CT_13"
@@ -114,7 +106,7 @@ def test_tang_fmi_w(shared, values):
     for i, rule in enumerate(rules):
         ref = values["tang_octave"][tag][rule]["FMI_w"]
         rel = (float(ours[i]) - ref) / ref
-        assert -FMI_W_RTOL < rel < 0, f"{rule}: ours {float(ours[i])!r} Octave {ref!r} (rel {rel:.2e})"
+        assert abs(rel) < RTOL, f"{rule}: ours {float(ours[i])!r} Octave {ref!r} (rel {rel:.2e})"
 
 
 def test_lkc_preset_is_cddfuse_with_range_255(shared, values):
