@@ -10,12 +10,19 @@ float64, any device.
 Provenance of the 102 coefficients (caveat): MathWorks does not publish ``dmey.mat`` as text. The
 values are those of the array ``meyer[102]`` in ``rafat/wavelib`` ``src/wavefilt.c`` (the list the
 GNU Octave reference run of ``../shared/metric_ref`` used, per its README), which states no source.
-An older, independent listing, JWave's ``Dmey`` class (2010; 16 significant digits, reversed
-order), agrees with every value to 5e-16, i.e. to the 15 decimals printed here. Neither is
-MathWorks' own file, so agreement with MATLAB itself is unverified; what is checked is that
-FMI_w on these filters reproduces the Octave reference (``tests/test_metrics_reference.py``) and
-that the filter has the properties of an orthogonal low-pass filter to ~1e-6
-(``tests/test_metrics.py``).
+Three checks, none of them against MathWorks' own file, so agreement with MATLAB itself remains
+unverified:
+
+* an older, independent listing, JWave's ``Dmey`` class (2010; 16 significant digits, reversed
+  order), agrees with every value to 5e-16, i.e. to the 15 decimals printed here;
+* the values are reproducible from first principles to 6e-11: the first 101 are the Meyer
+  scaling filter ``h[n] = (1 / 2 pi) int_{-pi}^{pi} sqrt(2) phi_hat(2 w) e^{i n w} dw``,
+  ``n = -50 .. 50``, with ``phi_hat(u) = 1`` for ``|u| <= 2 pi / 3``,
+  ``cos(pi / 2 * nu(3 |u| / (2 pi) - 1))`` up to ``4 pi / 3`` and 0 beyond,
+  ``nu(x) = x^4 (35 - 84 x + 70 x^2 - 20 x^3)`` (the polynomial of MATLAB's ``meyeraux``),
+  truncated and rescaled to sum sqrt(2) (the truncation loses 8.1e-7 of the sum); the 102nd is 0;
+* FMI_w on these filters reproduces the Octave reference to 1e-7 relative
+  (``tests/test_metrics_reference.py``; ``tests/test_metrics.py`` holds the other two checks).
 """
 
 from __future__ import annotations
