@@ -33,7 +33,7 @@ def test_linear_spectral_path_stays_on_two_rows_and_bn_relu_make_it_global():
     f = FDFM(4).train()
     x = torch.randn(1, 4, 32, 32)
     p = (10, 12)
-    lin = jacobian_spread(fdfm_jacobian(f, x, p, path="linear"), p)
+    lin = jacobian_spread(fdfm_jacobian(f, x, p, path="linear"), p)                      # impulse response
     # the linear part: everything on p's row and on the row of -p (Hilbert parts of the half spectrum)
     assert lin["rows"] == pytest.approx(1.0, abs=1e-6)
     assert lin["support"] < 0.05
@@ -47,6 +47,23 @@ def test_linear_spectral_path_stays_on_two_rows_and_bn_relu_make_it_global():
     torch.testing.assert_close(y2, 2 * y1, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="path"):
         fdfm_jacobian(f, x, p, path="bn")
+
+
+def test_impulse_response_is_the_difference_of_outputs_for_the_linear_path_and_matches_dependence_support():
+    torch.manual_seed(2)
+    f = FDFM(3).double()
+    x = torch.randn(1, 3, 12, 10, dtype=torch.float64)
+    p = (4, 7)
+    delta = torch.zeros_like(x)
+    delta[0, :, p[0], p[1]] = 1.0
+    with torch.no_grad():
+        ref = (f.spectral(x + delta, linear_only=True) - f.spectral(x, linear_only=True))[0].abs().sum(0)
+    torch.testing.assert_close(fdfm_jacobian(f, x, p, kind="impulse"), ref)
+    # the receptive field of p and the impulse response at p cover the same two rows
+    for kind in ("impulse", "dependence"):
+        assert jacobian_spread(fdfm_jacobian(f, x, p, kind=kind), p)["rows"] == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(ValueError, match="kind"):
+        fdfm_jacobian(f, x, p, kind="column")
 
 
 def test_jacobian_spread_of_a_known_map():

@@ -255,19 +255,26 @@ class FDFM(nn.Module):
         return self.spectral(x) + self.spatial(x)
 
 
-def fdfm_jacobian(fdfm: FDFM, x: torch.Tensor, pixel: tuple[int, int], *, path: str = "linear") -> torch.Tensor:
-    """``|∂ Σ_c y[c, p] / ∂x|`` summed over input channels, for one output pixel p of the spectral path.
+def fdfm_jacobian(fdfm: FDFM, x: torch.Tensor, pixel: tuple[int, int], *, path: str = "linear",
+                  kind: str = "impulse") -> torch.Tensor:
+    """Where the spectral path of an FDFM reaches in space, around pixel p, as an ``(H, W)`` map.
+
+    - ``kind="impulse"``: ``|∂y/∂x · δ_p|`` summed over output channels: the response of every output pixel
+      to an impulse at p (in every input channel) added to ``x``; for the linear path, its impulse response.
+    - ``kind="dependence"``: ``|∂ Σ_c y[c, p] / ∂x|`` summed over input channels: which input pixels the
+      output at p depends on (its receptive field).
 
     Args:
-        fdfm: an :class:`FDFM` (its train/eval mode decides how its BatchNorm normalises under ``"full"``).
-        x: the input ``(1, C, H, W)``.
+        fdfm: an :class:`FDFM` (its train/eval mode decides how its BatchNorm normalises under ``"full"``;
+            wrap it in :func:`batch_stat_bn` to use batch statistics without updating the stored ones).
+        x: the input ``(1, C, H, W)`` (the point the non-linear path is linearised at).
         pixel: p = ``(row, col)``.
         path: ``"linear"``: ``irfft2(conv1x1(rfft2(x)))`` only; ``"full"``: with BatchNorm and ReLU
             (:meth:`FDFM.spectral`).
+        kind: ``"impulse"`` or ``"dependence"``.
 
     Returns:
-        ``(H, W)``: which input pixels output pixel p depends on (for the linear path the same, transposed,
-        as the response to an impulse at p).
+        ``(H, W)``, non-negative.
 
     Examples:
         >>> f = FDFM(2)
@@ -276,16 +283,27 @@ def fdfm_jacobian(fdfm: FDFM, x: torch.Tensor, pixel: tuple[int, int], *, path: 
     """
     if path not in ("linear", "full"):
         raise ValueError(f"fdfm_jacobian: path must be 'linear' or 'full', got {path!r}")
-    x = x.detach().clone().requires_grad_(True)
+    if kind not in ("impulse", "dependence"):
+        raise ValueError(f"fdfm_jacobian: kind must be 'impulse' or 'dependence', got {kind!r}")
+
+    def f(inp: torch.Tensor) -> torch.Tensor:
+        return fdfm.spectral(inp, linear_only=(path == "linear"))
+
+    x = x.detach()
     with torch.enable_grad():
-        y = fdfm.spectral(x, linear_only=(path == "linear"))
-        (g,) = torch.autograd.grad(y[0, :, pixel[0], pixel[1]].sum(), x)
+        if kind == "impulse":
+            delta = torch.zeros_like(x)
+            delta[0, :, pixel[0], pixel[1]] = 1.0
+            _, resp = torch.autograd.functional.jvp(f, x, delta)
+            return resp[0].detach().abs().sum(0)
+        xg = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(f(xg)[0, :, pixel[0], pixel[1]].sum(), xg)
     return g[0].abs().sum(0)
 
 
 def jacobian_spread(j: torch.Tensor, pixel: tuple[int, int], radius: int = 3, rel_tol: float = 1e-6
                     ) -> dict[str, float]:
-    """How local a ``(H, W)`` map from :func:`fdfm_jacobian` is, around p (distances are circular, as the FFT's).
+    """How local an ``(H, W)`` map from :func:`fdfm_jacobian` is around p (distances circular, as the FFT's).
 
     Returns ``near`` (share of the total within ``radius`` px of p, Chebyshev), ``at_p`` (share at p itself),
     ``rows`` (share on p's row and on the row of its point reflection ``-p``), ``support`` (share of pixels

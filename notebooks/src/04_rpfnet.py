@@ -300,7 +300,7 @@ with torch.no_grad():
         b_, c_, h_, w_ = x_f.shape
         z = torch.fft.rfft2(x_f, norm="ortho")                                   # (1, 32, c, c//2+1) complex
         zr = torch.stack((z.real, z.imag), dim=2).reshape(b_, 2 * c_, h_, z.shape[-1])
-        zo = fd.relu(fd.spectral_bn(fd.spectral_conv(zr)))                       # 1×1 conv per frequency
+        zo = fd.relu(fd.spectral_bn(fd.spectral_conv(zr)))                       # same 1×1 conv at every frequency
         zo = zo.reshape(b_, c_, 2, h_, z.shape[-1])
         z_out = torch.complex(zo[:, :, 0], zo[:, :, 1])
         spec = torch.fft.irfft2(z_out, s=(h_, w_), norm="ortho")
@@ -372,11 +372,12 @@ fig
 #   reflection** −p of the pixel (and its row).
 #
 # So the linear path reaches the pixel itself, its row and the mirrored row, never the whole image. The
-# cell measures |∂y_p/∂x| (over all channels) for one output pixel p of stage 1's FDFM, on the walk's
-# real feature map: the linear path alone; with BN on the spectrum's own statistics (as the released
-# inference runs it) and ReLU; with BN on stored statistics (eval) and ReLU. "near" is the share within
-# 3 px of p, "rows" the share on p's row and on the row of −p, "support" the share of pixels that p
-# depends on at all. The asserts are the claims of this paragraph. The reach over the whole image comes
+# cell adds an impulse at one pixel p (in every channel) to stage 1's FDFM input on the walk's real
+# feature map and measures the response of the spectral path's output, |∂y/∂x · δ_p| summed over
+# channels, three ways: the linear path alone (its impulse response); with BN on the spectrum's own
+# statistics (as the released inference runs it) and ReLU; with BN on stored statistics (eval) and ReLU.
+# "near" is the share of the response within 3 px of p, "rows" the share on p's row and on the row of
+# −p, "support" the share of pixels that respond at all. The asserts are the claims of this paragraph. The reach over the whole image comes
 # from the BatchNorm and the ReLU applied *in the frequency domain*, not from the convolution; Fig. 1c's
 # frequency-local edit (§2) is something FDFM never does.
 
@@ -407,7 +408,7 @@ w_a[0::2, 0::2], w_a[1::2, 1::2] = a_, a_
 only_a.spectral_conv.weight.data.copy_(w_a[:, :, None, None])
 with torch.no_grad():
     conv_diff = float((only_a.spectral(x_j, linear_only=True) - torch.einsum("cd,bdhw->bchw", a_, x_j)).abs().max())
-print(f"output pixel p = {p_j} of a {c}×{c} map; {walk_label}")
+print(f"impulse at p = {p_j} of a {c}×{c} map; {walk_label}")
 print(pd.DataFrame(reach).T.round(4))
 print("share of ‖W‖² per part:", {k: round(v, 3) for k, v in w_parts.items()})
 print(f"W reduced to its part a: max |spectral path − 1×1 spatial conv with a| = {conv_diff:.1e}")
@@ -421,7 +422,7 @@ fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
 for ax, (k, v) in zip(axes, jac.items()):
     im = ax.imshow((v / v.max()).clamp(min=1e-6).log10().numpy(), cmap="magma", vmin=-6, vmax=0)
     ax.plot(p_j[1], p_j[0], "c+", ms=10)
-    ax.set_title(f"{k}\nlog10 |∂y_p/∂x| / max", fontsize=8)
+    ax.set_title(f"{k}\nlog10 |response to an impulse at p| / max", fontsize=8)
     ax.set_axis_off()
 fig.colorbar(im, ax=axes, shrink=0.8)
 viz.save_figure(fig, out_dir, "fdfm_reach")
@@ -826,8 +827,8 @@ fig
 # The network fuses luminance. We restore colour by putting the visible image's full-range Cb/Cr back
 # with the fused Y (`data.merge_luma`, the inverse of how Y was made). The released `test.py` instead
 # computes studio-swing Cb/Cr and rebuilds RGB as 1.164·(255·Y − 16) + …, treating the full-range Y as
-# studio range (`fusionlib.ops.studio.released_colour`, which reproduces the authors' saved PNG of
-# 00004N to one grey level). The difference, in numbers:
+# studio range (`fusionlib.ops.studio.released_colour`; `tests/test_rpfnet_losses.py` checks it against
+# the authors' saved PNG of 00004N, to one grey level). The difference, in numbers:
 
 # %%
 col_model, col_label = (released, "released") if released is not None else (net, "this run")
@@ -1102,7 +1103,8 @@ fig
 # ## 13 · Efficiency
 #
 # Parameters, FLOPs (`torch.utils.flop_counter`: 2 FLOPs per multiply-add; FFTs are not counted;
-# ours are ≈ 2 % below the authors' forward because we do not compute the discarded attention) and
+# ours are below the authors' forward, by the ratio the cell prints, because we do not compute the
+# discarded attention) and
 # latency on this run's device, in both inference modes. The authors' forward took 5.3 s at 480×640
 # on a 2-thread CPU (reference notes); `benchmarks/bench_rpfnet.py` times ours against it.
 
@@ -1111,7 +1113,8 @@ cost128 = profiling.count_flops(net0, torch.Size([1, 1, 128, 128]), torch.Size([
 cost_full = profiling.count_flops(net0, torch.Size([1, 1, 480, 640]), torch.Size([1, 1, 480, 640]), meta=True)
 print(f"128x128: {cost128['gmac']:.3f} GMAC = {cost128['gflops']:.3f} GFLOPs (authors' code: {PAPER['flops_G_128x128']} GFLOPs)")
 print(f"480x640: {cost_full['gmac']:.2f} GMAC = {cost_full['gflops']:.1f} GFLOPs (authors' code: {PAPER['flops_G_480x640']})")
-print("the difference is the residual branch's attention, which the authors' code computes and discards and we skip")
+print(f"ours / the authors' at 128x128: {cost128['gflops'] / PAPER['flops_G_128x128']:.3f}; the difference is the "
+      "residual branch's attention, which the authors' code computes and discards and we skip")
 RESULTS["efficiency"] = {"params": n_params, "gmac_128": cost128["gmac"], "gflops_128": cost128["gflops"],
                          "gmac_480x640": cost_full["gmac"], "gflops_480x640": cost_full["gflops"]}
 
