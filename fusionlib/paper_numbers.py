@@ -1,28 +1,37 @@
-"""The papers' own reported metric values, with where each was read.
+"""The five papers' tables, and the metric convention each paper's numbers are on.
 
-The data live in ``fusionlib/paper_numbers.json`` (package data). Only values that a retrieved
-text shows are recorded; every entry carries its source (URL or repository + path), the paper's
-table, the dataset and metric names as the paper gives them, and a short verbatim quote. What
-was searched for and not found is listed too (:func:`not_found`).
+Two package-data files:
 
-**Comparable in kind only.** The papers evaluate their full test sets (MSRS 361 pairs, TNO 45,
-M3FD 300 at half resolution, ...); our bundled sets are small subsets (MSRS 22, TNO 20, M3FD one
-full-size pair), and our networks are trained at the profile's budget. A paper value next to
-ours says which scale a metric lives on under that evaluator, not whether a run reproduced it.
+- ``fusionlib/paper_tables.json``: the transcription of every table of the five papers (own method and
+  every baseline row, ablations, parameter studies, efficiency, recipes), read from the paper texts;
+  OCR repairs are marked in each table's ``notes``, unreadable cells are ``null``.
+  :func:`paper_table` gives one table as a DataFrame, as printed.
+- ``fusionlib/paper_numbers.json``: for each paper, which of its tables are the main comparisons and
+  which bundled set each block corresponds to (with the test-set size the paper states), and, per
+  paper metric, the **convention**: our metric name, the preset (``fusionlib.metrics.presets``) whose
+  values are on the paper's scale, a status and the evidence. The status is one of
 
-Metric names: each paper's names map to ours (:func:`paper_column`) under the preset that
-matches the paper's evaluator (SIBA: Tang's MATLAB toolbox = ``"tang"``; AIDFusion: a sum over
-the two sources, inferred from SSIM > 1 = ``"cddfuse"``, flagged unverified). A paper metric
-with no counterpart among ours (SIBA's SSIM, see the JSON's ``metric_notes``) maps to ``None``
-and is left out of the column.
+  ``"verified"``   the authors' released weights, run here and scored under that preset, reproduce the
+                   paper's own row (within the residual the evidence states);
+  ``"code"``       the authors' released evaluator was read and the preset reproduces it, but no
+                   released network was run against the table;
+  ``"inferred"``   the scale of the paper's numbers (and of baselines shared with other papers) points to
+                   the preset; not checked against code or weights;
+  ``"unknown"``    no preset reproduces the paper's scale; :func:`preset_for` gives ``None`` and no value
+                   of ours is placed beside the paper's.
+
+**Comparable in kind only.** The papers evaluate their full test sets (sizes in :func:`entries`); our
+bundled sets are small subsets and our networks are trained at the profile's budget.
 
 Examples:
     >>> reported("siba", "msrs")["VIF"]
     1.061
     >>> paper_column("siba", "msrs", "tang")["FMI_pixel"]
     0.933
-    >>> paper_column("siba", "msrs", "cddfuse")  # SIBA used the tang evaluator: nothing to show
+    >>> paper_column("siba", "msrs", "cddfuse")  # no SIBA metric is on the cddfuse scale
     {}
+    >>> preset_for("rpfnet", "SD") is None  # RPFNet's SD is on no preset's scale
+    True
 """
 
 from __future__ import annotations
@@ -34,47 +43,188 @@ from importlib import resources
 from typing import Any
 
 __all__ = [
-    "load", "entries", "methods", "datasets", "reported", "provenance", "paper_column", "paper_info",
-    "not_found", "rows_for", "results_block", "validate", "QUOTE_MAX",
+    "PAPERS", "STATUSES", "transcription", "table_ids", "table_record", "paper_table",
+    "load", "all_rows", "entries", "methods", "datasets", "reported", "provenance", "paper_info",
+    "convention", "conventions", "preset_for", "convention_note", "conventions_table", "conventions_markdown",
+    "paper_column", "paper_rows", "rows_for", "not_found", "results_block", "validate",
 ]
 
-QUOTE_MAX = 200  # characters of verbatim evidence per entry
 _DATA = "paper_numbers.json"
+_TABLES = "paper_tables.json"
+
+#: our paper keys (= method keys of ``fusionlib.methods``) -> the transcription's keys
+PAPERS: dict[str, str] = {
+    "aidfusion": "AIDFusion", "siba": "SIBA", "lkc_funet": "LKC-FUNet", "rpfnet": "RPFNet", "dmnet": "DMNet",
+}
+STATUSES = ("verified", "code", "inferred", "unknown")
 
 
+# ----------------------------------------------------------------------------------- the transcription
+@lru_cache(maxsize=1)
+def _tables_cached() -> str:
+    return resources.files("fusionlib").joinpath(_TABLES).read_text(encoding="utf-8")
+
+
+def _paper_key(paper: str) -> str:
+    if paper in PAPERS:
+        return PAPERS[paper]
+    if paper in PAPERS.values():
+        return paper
+    raise KeyError(f"unknown paper {paper!r}; choose one of {', '.join(PAPERS)}")
+
+
+def transcription(paper: str | None = None) -> dict[str, Any]:
+    """The transcription of the papers' tables (``fusionlib/paper_tables.json``), whole or one paper's.
+
+    Each paper record holds ``tables`` (``id``, ``caption``, ``datasets``, ``columns``, ``direction``,
+    ``rows`` with ``method``, ``own``, ``values`` (numbers, ``None`` where the text is unreadable) and
+    ``printed`` (the tokens as extracted)), the ``recipe`` and the ``evaluation`` the paper states.
+    A fresh copy each call.
+    """
+    try:
+        data = json.loads(_tables_cached())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"fusionlib/{_TABLES}: invalid JSON ({e})") from e
+    return data if paper is None else data[_paper_key(paper)]
+
+
+def table_ids(paper: str) -> list[str]:
+    """The ids of ``paper``'s tables as the transcription spells them (``"Table 3"``, ``"TABLE V"``,
+    ``"Table 5 (MSRS block)"``)."""
+    return [t["id"] for t in transcription(paper)["tables"]]
+
+
+def table_record(paper: str, table_id: str) -> dict[str, Any]:
+    """One table's transcription record (see :func:`transcription`).
+
+    Raises:
+        KeyError: no table with that id (the message lists the paper's ids).
+    """
+    for t in transcription(paper)["tables"]:
+        if t["id"] == table_id:
+            return t
+    raise KeyError(f"{paper}: no table {table_id!r}; the paper's tables: {', '.join(table_ids(paper))}")
+
+
+def paper_table(paper: str, table_id: str, *, configs: bool = False):
+    """One of ``paper``'s tables as a ``pandas.DataFrame``, values as printed in the paper.
+
+    Index: the row labels of the transcription (method names as the paper prints them); columns: the
+    table's columns; unreadable cells are NaN. With ``configs=True`` an ablation table's check-mark
+    reading (``config_reading``) is added as a last column ``config`` where the transcription has one.
+    ``df.attrs``: ``paper``, ``table``, ``caption``, ``datasets``, ``notes``, ``own`` (the own-method
+    row labels), ``direction`` (column -> "higher"/"lower"), ``source`` ("paper text, <table id>").
+
+    Example:
+        >>> df = paper_table("aidfusion", "Table 3")
+        >>> float(df.loc["AIDFusion (Ours)", "SSIM"])
+        1.002
+    """
+    import pandas as pd
+
+    t = table_record(paper, table_id)
+    rows = {}
+    for r in t["rows"]:
+        rec: dict[str, Any] = {c: (math.nan if v is None else float(v)) for c, v in zip(t["columns"], r["values"])}
+        if configs and "config_columns" in t:
+            rec["config"] = r.get("config_reading", "")
+        rows[r["method"]] = rec
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "row (as printed)"
+    df.attrs.update(
+        paper=paper, table=table_id, caption=t.get("caption", ""), datasets=list(t.get("datasets", [])),
+        notes=t.get("notes", ""), own=[r["method"] for r in t["rows"] if r.get("own")],
+        direction=dict(t.get("direction", {})), source=f"paper text, {table_id}",
+    )
+    return df
+
+
+# ----------------------------------------------------------------------------- mapping and conventions
 @lru_cache(maxsize=1)
 def _load_cached() -> str:
     return resources.files("fusionlib").joinpath(_DATA).read_text(encoding="utf-8")
 
 
 def load() -> dict[str, Any]:
-    """The parsed JSON (a fresh copy each call, so callers may modify it).
+    """The parsed ``paper_numbers.json`` (a fresh copy each call).
 
     Raises:
-        ValueError: the file is not valid JSON or lacks ``papers`` / ``entries``.
+        ValueError: the file is not valid JSON or lacks ``papers``.
     """
     try:
         data = json.loads(_load_cached())
     except json.JSONDecodeError as e:
         raise ValueError(f"fusionlib/{_DATA}: invalid JSON ({e})") from e
-    for key in ("papers", "entries", "not_found"):
-        if key not in data:
-            raise ValueError(f"fusionlib/{_DATA}: missing top-level key {key!r}")
+    if "papers" not in data:
+        raise ValueError(f"fusionlib/{_DATA}: missing top-level key 'papers'")
     return data
 
 
+def paper_info(paper: str) -> dict[str, Any]:
+    """Title, venue, evaluator, the main tables' dataset map and the per-metric conventions of a paper."""
+    papers = load()["papers"]
+    if paper not in papers:
+        raise KeyError(f"no paper record for {paper!r}; recorded: {', '.join(papers)}")
+    return papers[paper]
+
+
+def _blocks(paper: str):
+    """``(table_id, prefix or None, dataset key or None, paper_dataset, test_pairs)`` per mapped block."""
+    for tid, m in paper_info(paper)["tables"].items():
+        if "prefixes" in m:
+            for prefix, (ds, pds, n) in m["prefixes"].items():
+                yield tid, prefix, ds, pds, n
+        else:
+            yield tid, None, m["dataset"], m["paper_dataset"], m["test_pairs"]
+
+
+@lru_cache(maxsize=1)
+def _rows_cached() -> str:
+    out = []
+    for paper in PAPERS:
+        skip = set(paper_info(paper).get("cost_columns", []))
+        for tid, prefix, ds, pds, n in _blocks(paper):
+            t = table_record(paper, tid)
+            for r in t["rows"]:
+                values = {}
+                for col, v in zip(t["columns"], r["values"]):
+                    if prefix is not None:
+                        if not col.startswith(prefix + " "):
+                            continue
+                        col = col[len(prefix) + 1:]
+                    if v is not None and col not in skip:
+                        values[col] = float(v)
+                if not values:
+                    continue
+                out.append({
+                    "paper": paper, "row": r["method"], "own": bool(r.get("own")),
+                    "method": paper if r.get("own") else None, "dataset": ds, "paper_dataset": pds,
+                    "test_pairs": n, "table": tid, "values": values,
+                    "source": {"kind": "paper text", "table": tid, "path": f"fusionlib/{_TABLES}"},
+                })
+    return json.dumps(out)
+
+
+def all_rows() -> list[dict[str, Any]]:
+    """Every row of every main comparison table, one dict per (row, dataset block): ``paper``, ``row``
+    (label as printed), ``own``, ``method`` (our key for the own row, else ``None``), ``dataset`` (bundled
+    key or ``None`` when not bundled), ``paper_dataset``, ``test_pairs`` (as the paper states, or ``None``),
+    ``table``, ``values`` (paper metric names; unreadable cells left out), ``source``."""
+    return json.loads(_rows_cached())
+
+
 def entries() -> list[dict[str, Any]]:
-    """Every recorded (method, dataset) entry, in file order."""
-    return load()["entries"]
+    """The own-method rows on bundled sets (what notebooks place beside ours), in file order."""
+    return [e for e in all_rows() if e["own"] and e["dataset"] is not None]
 
 
 def methods() -> list[str]:
-    """Method keys (as in ``fusionlib.methods.list_methods()``) with at least one reported value."""
+    """Method keys with at least one own row on a bundled set."""
     return list(dict.fromkeys(e["method"] for e in entries()))
 
 
 def datasets(method: str) -> list[str]:
-    """Bundled data-set keys (``fusionlib.data.list_bundled()``) with values from ``method``'s paper."""
+    """Bundled data-set keys on which ``method``'s paper reports its own method."""
     return [e["dataset"] for e in entries() if e["method"] == method]
 
 
@@ -86,64 +236,121 @@ def _entry(method: str, dataset: str) -> dict[str, Any]:
     raise KeyError(f"no paper-reported values for method={method!r}, dataset={dataset!r}; recorded: {have}")
 
 
-def paper_info(method: str) -> dict[str, Any]:
-    """Title, venue, evaluator, matching preset and metric-name map of ``method``'s paper."""
-    papers = load()["papers"]
-    if method not in papers:
-        raise KeyError(f"no paper record for method={method!r}; recorded: {', '.join(papers)}")
-    return papers[method]
-
-
 def reported(method: str, dataset: str) -> dict[str, float]:
     """The paper's values for its own method on ``dataset``, keyed by the **paper's** metric names.
 
     Raises:
         KeyError: nothing recorded for that pair (the message lists what is).
     """
-    return {k: float(v) for k, v in _entry(method, dataset)["values"].items()}
+    return dict(_entry(method, dataset)["values"])
+
+
+def conventions(paper: str) -> dict[str, dict[str, Any]]:
+    """``paper metric -> {"ours", "preset", "status", "evidence"}`` (see the module docstring)."""
+    return paper_info(paper)["conventions"]
+
+
+def convention(paper: str, metric: str) -> dict[str, Any]:
+    """The convention record of one paper metric (paper's name, or our name under its preset).
+
+    Raises:
+        KeyError: the paper reports no such metric.
+    """
+    conv = conventions(paper)
+    if metric in conv:
+        return conv[metric]
+    for rec in conv.values():
+        if rec["ours"] == metric:
+            return rec
+    raise KeyError(f"{paper} reports no metric {metric!r}; its metrics: {', '.join(conv)}")
+
+
+def preset_for(paper: str, metric: str) -> str | None:
+    """The preset whose ``metric`` is on the scale of ``paper``'s numbers, or ``None`` when unknown."""
+    rec = convention(paper, metric)
+    return None if rec["status"] == "unknown" else rec["preset"]
+
+
+def convention_note(paper: str) -> str:
+    """A markdown paragraph: the paper's evaluator and, per metric, preset, status and evidence."""
+    info = paper_info(paper)
+    lines = [f"**{info['title']}**: evaluator: {info['evaluator']}. {info.get('summary', '')}".rstrip()]
+    for name, rec in conventions(paper).items():
+        where = f"`{rec['preset']}` {rec['ours']}" if rec["status"] != "unknown" else "unknown"
+        lines.append(f"- {name}: {where} ({rec['status']}): {rec['evidence']}")
+    return "\n".join(lines)
+
+
+def conventions_table():
+    """Every paper x metric convention as a DataFrame (``paper``, ``metric``, ``ours``, ``preset``,
+    ``status``, ``evidence``), for 06's conformance table."""
+    import pandas as pd
+
+    return pd.DataFrame([{"paper": p, "metric": m, **rec} for p in PAPERS for m, rec in conventions(p).items()])
+
+
+def conventions_markdown() -> str:
+    """The README's conventions table: one row per paper metric (preset, status, evidence)."""
+    lines = ["| paper | metric | ours (preset) | status | evidence |", "|---|---|---|---|---|"]
+    for p in PAPERS:
+        for name, rec in conventions(p).items():
+            ours = f"`{rec['ours']}` (`{rec['preset']}`)" if rec["status"] != "unknown" else "none"
+            lines.append(f"| {PAPERS[p]} | {name} | {ours} | {rec['status']} | {rec['evidence']} |")
+    return "\n".join(lines) + "\n"
 
 
 def provenance(method: str, dataset: str) -> dict[str, Any]:
-    """Where the values were read: ``source``, ``table``, ``quote``, ``paper_dataset`` (the
-    paper's own name for the set), ``corroboration``, ``notes``, plus the paper's evaluator and
-    matching ``preset``."""
+    """Where the values were read: ``source``, ``table``, ``paper_dataset``, ``test_pairs``, the paper's
+    title, venue and evaluator, and the per-metric presets (``presets``)."""
     e = _entry(method, dataset)
     p = paper_info(method)
-    out = {k: v for k, v in e.items() if k not in ("values",)}
-    out.update(paper=p["title"], venue=p["venue"], evaluator=p["evaluator"], preset=p["preset"],
-               convention_verified=p["convention_verified"])
+    out = {k: v for k, v in e.items() if k != "values"}
+    out.update(paper=p["title"], venue=p["venue"], evaluator=p["evaluator"],
+               presets={m: preset_for(method, m) for m in e["values"]})
+    return out
+
+
+def _mapped(paper: str, values: dict[str, float], preset: str | None) -> dict[str, float]:
+    out = {}
+    for name, value in values.items():
+        rec = conventions(paper).get(name)
+        if rec is None:
+            raise ValueError(f"fusionlib/{_DATA}: {paper} metric {name!r} has no convention record")
+        if rec["status"] == "unknown" or rec["ours"] is None:
+            continue
+        if preset is None or rec["preset"] == preset:
+            out[rec["ours"]] = value
     return out
 
 
 def paper_column(method: str, dataset: str, preset: str | None = None) -> dict[str, float]:
-    """The paper's values under **our** metric names, for the table of ``preset``.
+    """The paper's own values under **our** metric names, only those on ``preset``'s scale.
 
-    Returns ``{}`` when ``preset`` is given and is not the one matching the paper's evaluator
-    (a value is only shown next to ours computed the same way). Paper metrics without a
-    counterpart (mapped to ``None``) are dropped.
+    ``preset=None``: every metric with a known convention. Metrics whose convention is unknown are left out.
     """
-    p = paper_info(method)
-    if preset is not None and preset != p["preset"]:
-        return {}
-    mapping = p["metric_map"]
-    out = {}
-    for name, value in reported(method, dataset).items():
-        if name not in mapping:
-            raise ValueError(f"fusionlib/{_DATA}: {method} metric {name!r} has no entry in metric_map")
-        ours = mapping[name]
-        if ours is not None:
-            out[ours] = value
-    return out
+    return _mapped(method, reported(method, dataset), preset)
+
+
+def paper_rows(paper: str, dataset: str, preset: str | None = None, *, own_only: bool = False):
+    """The paper's main-table rows on ``dataset`` as a DataFrame under our metric names (only metrics on
+    ``preset``'s scale; ``preset=None``: the paper's own names, every metric). Index: row labels as printed.
+    Empty when the paper does not report ``dataset``."""
+    import pandas as pd
+
+    rows = {}
+    for e in all_rows():
+        if e["paper"] != paper or e["dataset"] != dataset or (own_only and not e["own"]):
+            continue
+        vals = e["values"] if preset is None else _mapped(paper, e["values"], preset)
+        rows[e["row"]] = vals
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.attrs.update(paper=paper, dataset=dataset, preset=preset)
+    return df
 
 
 def rows_for(dataset: str, preset: str, methods: list[str] | None = None) -> dict[str, dict[str, float]]:
-    """Extra table rows for one of our per-set tables: ``{label: {our_metric: value}}``.
-
-    ``methods``: only these method keys (default: every paper with values for ``dataset``).
-
-    Label: ``"<Title> (paper, full test set, <preset>)"``, ``"<preset> inferred"`` when the
-    paper's evaluator is not verified. Empty when no paper reports ``dataset`` under ``preset``.
-    """
+    """Extra rows for one of our per-set tables: ``{label: {our_metric: value}}``, each paper's own row
+    with the metrics on ``preset``'s scale. Label: ``"<Title> (paper, <n> pairs, <preset>)"``."""
     from fusionlib.methods import get_method
 
     rows = {}
@@ -153,91 +360,86 @@ def rows_for(dataset: str, preset: str, methods: list[str] | None = None) -> dic
         col = paper_column(e["method"], dataset, preset)
         if not col:
             continue
-        conv = preset if paper_info(e["method"])["convention_verified"] else f"{preset} inferred"
-        rows[f"{get_method(e['method']).title} (paper, full test set, {conv})"] = col
+        n = f"{e['test_pairs']} pairs" if e["test_pairs"] else "full test set"
+        rows[f"{get_method(e['method']).title} (paper, {n}, {preset})"] = col
     return rows
 
 
 def not_found() -> list[dict[str, str]]:
-    """What was searched for and not found, per method (``method``, ``what``, ``searched``)."""
-    return load()["not_found"]
+    """Metrics a paper reports whose convention is unknown: ``method``, ``what``, ``searched`` (the evidence)."""
+    return [{"method": p, "what": f"{m}: no preset reproduces the paper's scale", "searched": rec["evidence"]}
+            for p in PAPERS for m, rec in conventions(p).items() if rec["status"] == "unknown"]
 
 
 def results_block() -> dict[str, Any]:
-    """A JSON-ready summary for ``results.json``: per entry the mapped values, preset and provenance."""
+    """A JSON-ready summary for ``results.json``: own rows with mapped values, presets and provenance."""
     from fusionlib.methods import get_method
 
     out = []
     for e in entries():
-        p = paper_info(e["method"])
-        src = e["source"]
         out.append({
             "method": e["method"], "title": get_method(e["method"]).title, "dataset": e["dataset"],
-            "preset": p["preset"],
-            "convention_verified": p["convention_verified"], "paper_dataset": e["paper_dataset"],
-            "table": e["table"], "values_paper_names": reported(e["method"], e["dataset"]),
-            "values": paper_column(e["method"], e["dataset"]),
-            "source": src.get("url") or (f"{src['repo']}:{src['path']}" if "repo" in src else src["path"]),
-            "source_kind": src["kind"], "quote": e["quote"],
+            "paper_dataset": e["paper_dataset"], "test_pairs": e["test_pairs"], "table": e["table"],
+            "values_paper_names": dict(e["values"]), "values": paper_column(e["method"], e["dataset"]),
+            "presets": {m: preset_for(e["method"], m) for m in e["values"]},
+            "source": f"paper text, {e['table']}",
         })
-    return {"entries": out, "not_found": [f"{n['method']}: {n['what']}" for n in not_found()]}
+    return {"entries": out, "unknown_conventions": [f"{n['method']}: {n['what']}" for n in not_found()]}
 
 
 def validate(check_registry: bool = True) -> list[str]:
-    """Problems in the data file (an empty list when it is sound).
+    """Problems in the two data files (an empty list when they are sound).
 
-    Checks: every entry has a source (``url``, ``repo`` + ``path``, or ``path``), a ``table``, a
-    quote of at most :data:`QUOTE_MAX` characters and finite values; every paper metric appears in
-    its paper's ``metric_map``; with ``check_registry``, methods and data sets are registered and
-    mapped names exist in the paper's preset (``fusionlib.metrics.list_metrics``).
+    Checks: every mapped table exists in the transcription and each block has columns; every metric of
+    a mapped table has a convention record with a known status and non-empty evidence; with
+    ``check_registry``, mapped datasets are bundled, presets exist and name one of their metrics.
     """
-    data = load()
     errors: list[str] = []
-    papers = data["papers"]
-    reg_methods = reg_sets = None
+    data = load()
+    reg_sets = list_metrics = None
     if check_registry:
         from fusionlib import data as fdata
-        from fusionlib.methods import list_methods
         from fusionlib.metrics import list_metrics
 
-        reg_methods, reg_sets = set(list_methods()), set(fdata.list_bundled())
-        for m, p in papers.items():
-            ours = set(list_metrics(p["preset"]))
-            for k, v in p["metric_map"].items():
-                if v is not None and v not in ours:
-                    errors.append(f"papers.{m}.metric_map: {k!r} -> {v!r} is not a {p['preset']!r} metric")
-    seen = set()
-    for i, e in enumerate(data["entries"]):
-        where = f"entries[{i}] ({e.get('method')}/{e.get('dataset')})"
-        for key in ("method", "dataset", "paper_dataset", "table", "values", "source", "quote"):
-            if not e.get(key):
-                errors.append(f"{where}: missing {key!r}")
-        if (e.get("method"), e.get("dataset")) in seen:
-            errors.append(f"{where}: duplicate method/dataset")
-        seen.add((e.get("method"), e.get("dataset")))
-        if e.get("method") not in papers:
-            errors.append(f"{where}: no papers.{e.get('method')} record")
+        reg_sets = set(fdata.list_bundled())
+    for paper in PAPERS:
+        if paper not in data["papers"]:
+            errors.append(f"papers.{paper}: missing")
             continue
-        src = e.get("source") or {}
-        if not (src.get("url") or (src.get("repo") and src.get("path")) or src.get("path")):
-            errors.append(f"{where}: source needs a url, repo + path, or path")
-        if not src.get("kind"):
-            errors.append(f"{where}: source.kind missing (primary / secondary ...)")
-        if len(e.get("quote", "")) > QUOTE_MAX:
-            errors.append(f"{where}: quote longer than {QUOTE_MAX} characters")
-        for k, v in (e.get("values") or {}).items():
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-                errors.append(f"{where}: value {k}={v!r} is not a finite number")
-            if k not in papers[e["method"]]["metric_map"]:
-                errors.append(f"{where}: metric {k!r} missing from papers.{e['method']}.metric_map")
-        if reg_methods is not None and e["method"] not in reg_methods:
-            errors.append(f"{where}: method not in fusionlib.methods.list_methods()")
-        if reg_sets is not None and e.get("dataset") not in reg_sets:
-            errors.append(f"{where}: dataset not in fusionlib.data.list_bundled()")
-    for i, n in enumerate(data["not_found"]):
-        for key in ("method", "what", "searched"):
-            if not n.get(key):
-                errors.append(f"not_found[{i}]: missing {key!r}")
-        if reg_methods is not None and n.get("method") not in reg_methods:
-            errors.append(f"not_found[{i}]: method {n.get('method')!r} not registered")
+        conv = conventions(paper)
+        for name, rec in conv.items():
+            where = f"papers.{paper}.conventions.{name}"
+            if rec.get("status") not in STATUSES:
+                errors.append(f"{where}: status {rec.get('status')!r} not one of {STATUSES}")
+            if not rec.get("evidence"):
+                errors.append(f"{where}: no evidence")
+            if rec.get("status") != "unknown" and list_metrics is not None:
+                try:
+                    ours = list_metrics(rec.get("preset"))
+                except (ValueError, TypeError):
+                    errors.append(f"{where}: unknown preset {rec.get('preset')!r}")
+                    continue
+                if rec.get("ours") not in ours:
+                    errors.append(f"{where}: {rec.get('ours')!r} is not a metric of preset {rec.get('preset')!r}")
+        try:
+            blocks = list(_blocks(paper))
+        except (KeyError, ValueError, TypeError) as e:
+            errors.append(f"papers.{paper}.tables: {e}")
+            continue
+        for tid, prefix, ds, _pds, _n in blocks:
+            try:
+                t = table_record(paper, tid)
+            except KeyError as e:
+                errors.append(str(e))
+                continue
+            skip = set(paper_info(paper).get("cost_columns", []))
+            cols = [c[len(prefix) + 1:] if prefix else c for c in t["columns"]
+                    if (prefix is None or c.startswith(prefix + " ")) and c not in skip]
+            if not cols:
+                errors.append(f"papers.{paper}.tables.{tid}: no column for block {prefix!r}")
+            for c in cols:
+                if c not in conv:
+                    errors.append(f"papers.{paper}: metric {c!r} of {tid} has no convention record")
+            if reg_sets is not None and ds is not None and ds not in reg_sets:
+                errors.append(f"papers.{paper}.tables.{tid}: dataset {ds!r} is not bundled")
     return errors

@@ -59,19 +59,35 @@ def results_markdown(results: dict[str, Any], *, sets: tuple[str, ...] = ("msrs"
         lines += [f"**{s}**", "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for meth, row in t.items():
             lines.append(f"| {meth} | " + " | ".join(_fmt(row.get(c, "")) for c in cols) + " |")
-        for e in paper:  # the papers' own values, only under the preset matching their evaluator
-            if e.get("dataset") != s or e.get("preset") != preset or not any(c in e["values"] for c in cols):
+        for e in paper:  # the papers' own values, only the metrics on this preset's scale
+            if e.get("dataset") != s:
                 continue
-            label = f"{e.get('title', e['method'])} (paper, full test set)"
-            lines.append(f"| {label} | " + " | ".join(_fmt(e["values"].get(c, "")) for c in cols) + " |")
+            on_scale = {ours: e["values_paper_names"][name] for name, ours in _on_scale(e, preset).items()}
+            if not any(c in on_scale for c in cols):
+                continue
+            n = f"{e['test_pairs']} pairs" if e.get("test_pairs") else "full test set"
+            label = f"{e.get('title', e['method'])} (paper, {n})"
+            lines.append(f"| {label} | " + " | ".join(_fmt(on_scale.get(c, "")) for c in cols) + " |")
             shown_paper = True
         lines.append("")
     if shown_paper:
         lines += ["Rows marked *paper* are the values each paper reports on its full test set with its own "
-                  "network (sources and quotes: `fusionlib/paper_numbers.json`); ours use the bundled "
+                  "network (the paper text's tables, `fusionlib/paper_tables.json`), only the metrics whose "
+                  "convention is this preset's (`fusionlib/paper_numbers.json`); ours use the bundled "
                   "subsets, so they compare in kind only; a blank cell is a metric the paper does not "
                   "report.", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _on_scale(entry: dict[str, Any], preset: str) -> dict[str, str]:
+    """Paper metric name -> our name, for the metrics of a ``results_block`` entry on ``preset``'s scale."""
+    from fusionlib import paper_numbers
+
+    out = {}
+    for name, p in entry.get("presets", {}).items():
+        if p == preset:
+            out[name] = paper_numbers.convention(entry["method"], name)["ours"]
+    return out
 
 
 def update_readme(readme: str | Path, markdown: str) -> bool:

@@ -173,8 +173,9 @@ def test_report_adds_paper_rows_only_under_their_preset():
 
     res = {"meta": {}, "tables": {"msrs/tang": {"SIBA": {"VIF": 0.9, "SSIM": 0.7}},
                                   "msrs/cddfuse": {"SIBA": {"VIF": 1.8, "SSIM": 1.4}}},
-           "paper_reported": {"entries": [{"method": "siba", "title": "SIBA", "dataset": "msrs", "preset": "tang",
-                                           "values": {"VIF": 1.061, "MS_SSIM": 0.975}}]}}
+           "paper_reported": {"entries": [{"method": "siba", "title": "SIBA", "dataset": "msrs", "test_pairs": 361,
+                                           "values_paper_names": {"VIF": 1.061, "MS-SSIM": 0.975, "SSIM": 0.981},
+                                           "presets": {"VIF": "tang", "MS-SSIM": "tang", "SSIM": None}}]}}
     md = results_markdown(res, sets=("msrs",))
-    assert "| SIBA (paper, full test set) | 1.061 |  |" in md and "compare in kind only" in md
+    assert "| SIBA (paper, 361 pairs) | 1.061 |  |" in md and "compare in kind only" in md
     assert "(paper" not in results_markdown(res, sets=("msrs",), preset="cddfuse")

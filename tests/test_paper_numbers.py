@@ -1,10 +1,11 @@
-"""The papers' reported values: the data file is sound, traceable, and maps onto our metrics."""
+"""The papers' tables and conventions: the shipped transcription equals the team's, every own row of every
+main table is reachable, and each paper metric maps onto our metrics under a stated convention."""
 
 from __future__ import annotations
 
 import json
 import math
-from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -13,72 +14,90 @@ from fusionlib.data import list_bundled
 from fusionlib.methods import list_methods
 from fusionlib.metrics import list_metrics
 
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper_tables.json"
 
-def test_json_loads_as_package_data_and_validates():
-    raw = resources.files("fusionlib").joinpath("paper_numbers.json").read_text(encoding="utf-8")
-    data = json.loads(raw)
-    assert data["entries"], "no entries recorded"
+
+def test_data_files_validate():
     assert pn.validate() == []
 
 
-def test_every_entry_has_source_table_and_short_quote():
-    for e in pn.entries():
-        src = e["source"]
-        assert src.get("url") or (src.get("repo") and src.get("path")) or src.get("path"), e
-        assert src.get("kind"), e
-        assert e["table"].strip() and e["paper_dataset"].strip()
-        assert 0 < len(e["quote"]) <= pn.QUOTE_MAX
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/reference/paper_tables.json absent (a user's clone)")
+def test_shipped_transcription_equals_the_reference():
+    assert pn.transcription() == json.loads(SHARED.read_text(encoding="utf-8"))
 
 
-def test_quotes_contain_the_values_they_support():
-    """The evidence quote shows the numbers (as printed, 3 decimals), so a typo in a value fails."""
-    for e in pn.entries():
-        shown = [f"{v:.3f}" for v in e["values"].values()]
-        in_quote = [s for s in shown if s in e["quote"]]
-        missing = set(shown) - set(in_quote)
-        assert in_quote == shown, f"{e['method']}/{e['dataset']}: {missing} not in the quote"
+def test_every_own_row_of_every_main_table_is_an_entry():
+    """Each main comparison table's own row, block by block, is in all_rows() with the printed values."""
+    rows = pn.all_rows()
+    for paper, key in pn.PAPERS.items():
+        skip = set(pn.paper_info(paper).get("cost_columns", []))
+        for t in pn.transcription(paper)["tables"]:
+            if not t.get("main_comparison") or t.get("kind") not in ("fusion_metrics", "fusion_metrics+efficiency",
+                                                                     "fusion_metrics_medical"):
+                continue
+            own = [r for r in t["rows"] if r.get("own")]
+            assert own, (paper, t["id"])
+            for r in own:
+                got = {}
+                for e in rows:
+                    if e["paper"] == paper and e["table"] == t["id"] and e["row"] == r["method"]:
+                        got.update({(e["paper_dataset"], k): v for k, v in e["values"].items()})
+                expected = [v for c, v in zip(t["columns"], r["values"]) if v is not None and c not in skip]
+                assert sorted(got.values()) == sorted(float(v) for v in expected), (paper, t["id"])
 
 
-def test_values_are_finite_and_methods_and_sets_registered():
+def test_entries_point_at_registered_methods_and_bundled_sets():
     methods, sets = set(list_methods()), set(list_bundled())
+    assert set(pn.methods()) == set(pn.PAPERS)
     for e in pn.entries():
         assert e["method"] in methods and e["dataset"] in sets
-        for v in pn.reported(e["method"], e["dataset"]).values():
-            assert math.isfinite(v)
-    assert {n["method"] for n in pn.not_found()} <= methods
+        assert e["source"]["kind"] == "paper text" and e["source"]["table"] == e["table"]
+        assert all(math.isfinite(v) for v in e["values"].values())
 
 
-def test_metric_names_map_to_ours_under_the_papers_preset():
-    for m in pn.methods():
-        info = pn.paper_info(m)
-        ours = set(list_metrics(info["preset"]))
-        for d in pn.datasets(m):
-            col = pn.paper_column(m, d, info["preset"])
-            assert col and set(col) <= ours
-            assert set(pn.reported(m, d)) <= set(info["metric_map"]), "a paper metric without a mapping entry"
+def test_known_values_read_from_the_paper_text():
+    assert pn.reported("rpfnet", "msrs")["SD"] == 10.06
+    assert pn.reported("dmnet", "tno")["MS-SSIM"] == 1.012
+    assert pn.reported("lkc_funet", "harvard_spect")["VIFF"] == 0.676
+    assert pn.reported("aidfusion", "m3fd")["MS_SSIM"] == 1.071
+    assert pn.entries()[0]["test_pairs"] is None  # AIDFusion does not state its MSRS test size
+    assert pn.provenance("dmnet", "llvip")["test_pairs"] == 3463
 
 
-def test_paper_column_only_under_the_matching_preset_and_drops_unmapped():
+def test_conventions_name_real_metrics_and_unknown_ones_stay_out():
+    for paper in pn.PAPERS:
+        for name, rec in pn.conventions(paper).items():
+            assert rec["status"] in pn.STATUSES and rec["evidence"]
+            if rec["status"] == "unknown":
+                assert pn.preset_for(paper, name) is None
+            else:
+                assert rec["ours"] in list_metrics(rec["preset"])
+    assert pn.preset_for("siba", "VIF") == "tang"
+    assert "SD" not in pn.paper_column("rpfnet", "msrs")  # unknown convention: no column
     assert pn.paper_column("siba", "msrs", "cddfuse") == {}
     col = pn.paper_column("siba", "msrs", "tang")
-    assert "SSIM" not in col  # SIBA's SSIM is the toolbox's mef_ssim: no counterpart among ours
-    assert col["VIF"] == pn.reported("siba", "msrs")["VIF"]
+    assert col["FMI_pixel"] == 0.933 and "SSIM" not in col
 
 
-def test_rows_for_labels_say_paper_and_preset():
-    rows = pn.rows_for("msrs", "cddfuse")
-    assert any("AIDFusion (paper, full test set, cddfuse inferred)" == k for k in rows)
+def test_paper_table_shapes_and_attrs():
+    df = pn.paper_table("dmnet", "TABLE V", configs=True)
+    assert len(df) == 15 and "config" in df.columns and df.attrs["own"] == ["Ours"]
+    t4 = pn.paper_table("rpfnet", "Table 4")
+    assert t4.shape == (10, 18) and t4.attrs["source"] == "paper text, Table 4"
+    with pytest.raises(KeyError, match="TABLE I"):
+        pn.paper_table("dmnet", "Table 1")
+    with pytest.raises(KeyError, match="choose one of"):
+        pn.table_ids("cddfuse")
+
+
+def test_paper_rows_and_rows_for():
+    df = pn.paper_rows("rpfnet", "tno", "cddfuse")
+    assert "SD" not in df.columns and "EN" in df.columns and len(df) == 10
+    rows = pn.rows_for("msrs", "tang")
+    assert any("SIBA" in k for k in rows) and all(v for v in rows.values())
     assert pn.rows_for("harvard_ct", "tang") == {}
 
 
-def test_unknown_pair_raises_with_what_is_recorded():
-    with pytest.raises(KeyError, match="recorded: .*siba/msrs"):
-        pn.reported("rpfnet", "msrs")
-
-
-def test_results_block_is_json_ready_and_finite():
+def test_results_block_is_json_ready():
     block = json.loads(json.dumps(pn.results_block()))
-    assert block["entries"] and block["not_found"]
-    for e in block["entries"]:
-        assert all(math.isfinite(v) for v in e["values"].values())
-        assert e["source"] and e["quote"]
+    assert block["entries"] and any("SD" in s for s in block["unknown_conventions"])

@@ -174,31 +174,38 @@ RESULTS["tables"] = {f"{k[0]}/{k[1]}": {m: {c: (float(v) if np.isfinite(v) else 
                                         for m, row in t.round(6).iterrows()} for k, t in TABLES.items()}
 
 # %% [markdown]
-# **The papers' own numbers.** A row "<method> (paper, full test set, <preset>)" is the value the
-# paper reports for its own method (`fusionlib.paper_numbers`, data in `fusionlib/paper_numbers.json`),
-# placed only in the table of the preset that matches the paper's evaluator. It comes from the
-# paper's full test set (MSRS 361 pairs, TNO 45, M3FD 300 at half resolution) and the authors'
-# fully trained network, while our rows use the bundled subsets (MSRS 22, TNO 20, one full-size M3FD
-# pair) at this run's budget: the two compare in kind (the scale a metric lives on under that
-# evaluator), not as a reproduction. "–" marks a metric one side does not report.
-#
-# Found: SIBA's Table 1 (MSRS, M3FD, TNO; Tang's toolbox), read from a third-party transcription
-# whose re-evaluation of the released checkpoint agrees to the third decimal; SIBA's SSIM is the
-# toolbox's MEF-SSIM, which none of our metrics computes, so it has no column. AIDFusion's MSRS SSIM
-# and MS-SSIM from our reference notes; their sum-over-sources convention is inferred, hence
-# "cddfuse inferred". RPFNet's, LKC-FUNet's and DMNet's tables could not be retrieved. The cell
-# below lists every source and what was searched for without success.
+# **The papers' own numbers.** A row "<method> (paper, <n> pairs, <preset>)" is the value a paper
+# reports for its own method, read from the paper's table (`fusionlib.paper_numbers`; the transcription
+# of the five papers' tables ships as `fusionlib/paper_tables.json`). Only the metrics whose convention
+# is this table's preset are placed in it: each paper metric has a recorded convention (preset, status
+# verified / code / inferred / unknown, and the evidence), listed in the conformance table below; a
+# metric whose convention is unknown is never put beside ours. The paper's value is on its full test set
+# with the authors' fully trained network; ours use the bundled subsets at this run's budget: the two
+# compare in kind (the scale a metric lives on under that evaluator), not as a reproduction.
+# "–" marks a metric one side does not report.
 
 # %%
 for e in paper_numbers.entries():
-    pv = paper_numbers.provenance(e["method"], e["dataset"])
-    src = pv["source"]
-    where = src.get("url") or " ".join(x for x in (src.get("repo"), src["path"]) if x)
-    conv = pv["preset"] if pv["convention_verified"] else f"{pv['preset']}, inferred"
-    print(f"- {get_method(e['method']).title} / {e['dataset']}: {pv['paper_dataset']}; {pv['table']}; "
-          f"preset {conv}; {src['kind']}: {where}")
-for n in paper_numbers.not_found():
-    print(f"- not found, {get_method(n['method']).title}: {n['what']}")
+    n = f"{e['test_pairs']} pairs" if e["test_pairs"] else "test-set size not stated"
+    print(f"- {get_method(e['method']).title} / {e['dataset']}: {e['paper_dataset']} ({n}); {e['source']['kind']}, "
+          f"{e['table']}")
+CONFORMANCE = paper_numbers.conventions_table()
+print("\nconventions per paper and metric (status counts):")
+print(CONFORMANCE.groupby(["paper", "status"]).size().unstack(fill_value=0).to_string())
+
+# %% [markdown]
+# **Conformance: which preset each paper's numbers are on.** One row per paper metric: our metric and
+# preset, the status (`verified`: the authors' released weights scored here reproduce the paper's own row;
+# `code`: the authors' evaluator was read; `inferred`: the scale of the paper's numbers and of baselines
+# other papers also report; `unknown`: no preset reproduces the scale, so no value of ours is placed beside
+# the paper's) and the evidence with its residual. The README's section "Metric conventions" is the same
+# table with how the evidence was computed.
+
+# %%
+with pd.option_context("display.max_colwidth", 140):
+    display(CONFORMANCE.set_index(["paper", "metric"]))
+RESULTS["conventions"] = {f"{r.paper}/{r.metric}": {"preset": r.preset, "status": r.status}
+                          for r in CONFORMANCE.itertuples()}
 RESULTS["paper_reported"] = paper_numbers.results_block()
 
 # %%
