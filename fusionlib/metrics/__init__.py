@@ -8,8 +8,7 @@ base, rounding, data ranges, windows, PSNR). The per-metric functions live in ``
 spectra); they take ``(B, 1, H, W)`` images on the 0-255 scale and return ``(B,)``. (``vif.vif``
 and ``qabf.qabf`` are reached through their modules, so that ``fusionlib.metrics.vif`` stays the
 module.) ``wavelet`` holds the one-level dmey ``dwt2`` (MATLAB's, in torch) behind Tang's
-``FMI_w``, which, unlike every other Tang metric, is ~2 % below the Octave reference numbers
-(see :func:`fusionlib.metrics.information.fmi`); FMI_dct and FMI_w are slow (seconds per image)
+``FMI_w`` (on MATLAB's 102-tap ``dmey`` filter; see :func:`fusionlib.metrics.information.fmi`); FMI_dct and FMI_w are slow (seconds per image)
 and computed only when named or with ``metrics="all"``.
 
 Command line: ``python -m fusionlib.metrics --fused DIR --a DIR --b DIR --preset tang``.

@@ -132,7 +132,8 @@ def dwt_feature(x: torch.Tensor) -> torch.Tensor:
     The four sub-bands of one level of MATLAB ``dwt2(x, 'dmey')`` (extension ``'sym'``, see
     :func:`fusionlib.metrics.wavelet.dwt2`) tiled as ``[[cA, cH], [cV, cD]]`` and rescaled
     to [0, 1] by the image's own minimum and maximum (all ones if it is flat):
-    ``(B, 1, H, W) -> (B, 1, 2 floor((H + 61) / 2), 2 floor((W + 61) / 2))``, e.g. 256 -> 316.
+    ``(B, 1, H, W) -> (B, 1, 2 floor((H + 101) / 2), 2 floor((W + 101) / 2))``, e.g. 256 -> 356
+    (MATLAB's 102-tap ``dmey``).
     """
     ca, ch, cv, cd = dwt2(x)
     feat = torch.cat([torch.cat([ca, ch], -1), torch.cat([cv, cd], -1)], -2)
@@ -270,12 +271,12 @@ def fmi(
     * ``"dct"``: **FMI_dct**, features are the orthonormal 2-D DCT of each image;
     * ``"wavelet"``: **FMI_w**, features are :func:`dwt_feature` (one level of MATLAB
       ``dwt2(x, 'dmey')``, sub-bands tiled ``[cA, cH; cV, cD]``, rescaled to [0, 1]); a
-      256 x 256 pair gives 316 x 316 features, so it is slower than FMI_dct. It follows
-      MATLAB (``dwt2`` = ``pywt.dwt2(x, 'dmey', mode='symmetric')``, checked to 1e-12) and
-      lies ~2 % below the GNU Octave reference numbers, whose ``dwt2`` stand-in is not public
-      (see ``tests/test_metrics_reference.py::test_tang_fmi_w``). Windows of near-zero wavelet
-      coefficients (filter tails over black background) are normalised to patterns set by
-      rounding, so two correct DWTs agree only to ~2e-4 relative;
+      256 x 256 pair gives 356 x 356 features, so it is slower than FMI_dct. It follows
+      MATLAB's algorithm on MATLAB's 102-tap ``dmey`` filter (``pywt.dwt2`` with that filter bank
+      and ``mode='symmetric'`` agrees to 1e-12; PyWavelets' own 62-tap ``dmey`` does not) and
+      matches the GNU Octave reference numbers to ~1e-7 relative
+      (``tests/test_metrics_reference.py::test_tang_fmi_w``); the filter's provenance caveat is in
+      :mod:`fusionlib.metrics.wavelet`;
     * ``"none"``: raw pixels.
 
     Each source-fused window pair is scored independently (a window pair that is identical
