@@ -435,3 +435,24 @@ def test_sobel_operator_is_the_existing_loss_and_recipe_validates(dm):
     assert c.item() != a.item()
     with pytest.raises(ValueError, match="grad_operator"):
         dm.DMNetRecipe(epochs=3, stage1_epochs=1, stage2_epochs=2, grad_operator="prewitt")
+
+
+@pytest.mark.parametrize("over,rec", [({"reading": "paper"}, {}), ({"ablate": ("dm", "csab")}, {"grad_operator": "canny"})])
+def test_train_one_step_per_stage_with_switches(dm, tmp_path, over, rec):
+    import dataclasses
+
+    torch.manual_seed(0)
+    m = dm.DMNet(**FAST, **over)
+    g = torch.Generator().manual_seed(0)
+    batches = [{"ir": torch.rand(2, 1, 16, 16, generator=g), "vi": torch.rand(2, 1, 16, 16, generator=g)}]
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    recipe = dataclasses.replace(dm.DMNET_RECIPES["smoke"], **rec)
+    hist = dm.train_dmnet(m, batches, recipe=recipe, device="cpu", seed=0, out_dir=tmp_path, epochs=(1, 1),
+                          max_steps_per_epoch=1, progress=False)
+    assert [e["stage"] for e in hist.epochs] == [1.0, 2.0] and all(math.isfinite(e["loss"]) for e in hist.epochs)
+    moved = {n.split(".")[0] for n, p in m.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert {"encoder", "decoder"} <= moved
+    if "reading" in over:
+        assert {"csab", "denoiser", "features", "dtb_to_image"} <= moved
+    else:
+        assert "dm_conv" in moved and hist.epochs[0]["diff"] == 0.0
