@@ -91,7 +91,7 @@ def test_mpsa_equals_weighted_sum_of_perspectives():
 
 def test_msrt_attention_shapes_and_recurrence():
     torch.manual_seed(0)
-    msrt = MSRT(channels=8, pools=(1, 2, 4, 8))
+    msrt = MSRT(channels=8, tokens=(8, 4, 2, 1))
     seen = []
     hooks = [a.register_forward_hook(lambda m, i, o: seen.append(o)) for a in msrt.attend]
     x = torch.rand(2, 8, 16, 12)
@@ -125,6 +125,45 @@ def test_msrt_attention_shapes_and_recurrence():
         MSRT(channels=6)
 
 
+def test_msrt_group_follows_eq10():
+    """One group by hand: Q, K = LP(GELU(LN(MP(X) + AP(X)))), V = LP(X), X' = V Softmax(Qᵀ K / P)."""
+    torch.manual_seed(0)
+    msrt = MSRT(channels=8, tokens=(4, 4, 2, 2))
+    x = torch.rand(2, 2, 8, 6)
+    t = torch.nn.functional.adaptive_max_pool2d(x, (4, 4)) + torch.nn.functional.adaptive_avg_pool2d(x, (4, 4))
+    t = t.flatten(2).transpose(1, 2)                                     # (B, P², C/4)
+    h = torch.nn.functional.gelu(torch.nn.functional.layer_norm(t, (2,), msrt.norm[0].weight, msrt.norm[0].bias))
+    q, k = (h @ msrt.qk[0].weight.T + msrt.qk[0].bias).chunk(2, dim=-1)
+    a = torch.softmax(q.transpose(1, 2) @ k / 4.0, dim=-1)               # (B, C/4, C/4), √(P²) = 4
+    v = x.flatten(2).transpose(1, 2) @ msrt.v[0].weight.T + msrt.v[0].bias
+    expect = (v @ a).transpose(1, 2).reshape(2, 2, 8, 6)
+    torch.testing.assert_close(msrt._group(0, x), expect)
+    # the max pooling matters: one hot pixel changes the tokens of MP + AP
+    x2 = x.clone()
+    x2[0, 0, 0, 0] = 5.0
+    assert not torch.allclose(msrt._group(0, x2)[0], msrt._group(0, x)[0])
+    unscaled = MSRT(channels=8, tokens=(4, 4, 2, 2), scale=False)
+    unscaled.load_state_dict(msrt.state_dict())
+    assert not torch.allclose(unscaled._group(0, x), expect)            # the printed, unscaled Softmax
+
+
+def test_mmfm_takes_the_coarser_decoder_and_prediction():
+    torch.manual_seed(0)
+    mm = MMFM(channels=8, coarser=12, hidden=2).eval()
+    vie, ire = torch.rand(1, 8, 8, 8), torch.rand(1, 8, 8, 8)
+    de, pred = torch.rand(1, 12, 4, 4), torch.rand(1, 1, 4, 4)
+    base = mm(vie, ire, de, pred)
+    assert base.shape == (1, 8, 8, 8)
+    assert not torch.allclose(mm(vie, ire, de, torch.rand(1, 1, 4, 4)), base)    # Fusion_{l+1} enters
+    assert not torch.allclose(mm(vie, ire, torch.rand(1, 12, 4, 4), pred), base)  # De_{l+1} enters
+    assert len(mm.rounds) == 2 and hasattr(mm, "msrt_vi") and hasattr(mm, "msrt_ir")
+    with pytest.raises(ValueError, match="coarser"):
+        mm(vie, ire)
+    top = MMFM(channels=8, coarser=None, hidden=2)
+    with pytest.raises(ValueError, match="coarser"):
+        top(vie, ire, de, pred)
+
+
 def test_faconv_split_sizes_and_branches():
     fa = FAConv(channels=16)
     assert fa.split == (4, 8)                            # C/4 periodic (-> cos and sin), C/2 GELU
@@ -148,8 +187,8 @@ def test_ablation_switches_change_the_graph():
     assert all(isinstance(d.body, FAConv) for d in full.dec)
     assert all(isinstance(d.body, ConvGELU) for d in no_fa.dec)
     assert count_parameters(no_mmfm) < count_parameters(full)
-    assert isinstance(MMFM(channels=8, use_attention=False)(torch.rand(1, 8, 4, 4), torch.rand(1, 8, 4, 4)),
-                      torch.Tensor)
+    plain = MMFM(channels=8, coarser=None, use_attention=False)
+    assert isinstance(plain(torch.rand(1, 8, 4, 4), torch.rand(1, 8, 4, 4)), torch.Tensor)
 
 
 def test_every_parameter_gets_a_gradient_from_forward_all():

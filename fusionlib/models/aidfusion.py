@@ -1,38 +1,36 @@
 """AIDFusion (AAAI'26): multi-level fusion network with MMFM (MPSA + MSRT) and a FAConv decoder.
 
-Yufeng Chen et al. *AIDFusion* (AAAI 2026). **No code was released**: the repository named in the paper
-(``YufengChen1113/AIDFusion``) does not exist publicly (``authors_code.md`` §1). Everything below is a
-re-implementation from the paper's text; every choice the paper leaves open is a field of
-``AIDFusionConfig`` with a comment saying it is ours. The learning strategy (DIILS: the PHO schedule and
-the adaptive collaborative fusion loss) is reusable and lives in :mod:`fusionlib.diils`; this file holds the
-network, its recipes and ``train_aidfusion``.
+Yufeng Chen et al. *Revisiting Network Inertia: Dynamic Inertia Inhibition Coupled Multidimensional
+Periodicity for Infrared and Visible Image Fusion* (AAAI 2026). **No code was released**: the repository
+named in the paper (``YufengChen1113/AIDFusion``) does not exist publicly (``authors_code.md`` §1), so the
+paper's text and equations are the specification. Every number the paper does not give (L, widths, kernel
+sizes other than the printed ones, the SE/CE blocks, the number of rounds) is a field of ``AIDFusionConfig``
+marked "ours". The learning strategy (DIILS: PHO and L_ACF) lives in :mod:`fusionlib.diils`.
 
-The network, as we read Fig. 2 (L = 4 levels, channels 12/20/36/64)::
+The network, as we read Fig. 3 (a) and the "Overall framework" text (L = 4 levels)::
 
-    ir -> Encoder_ir (ResNet basic blocks, stride 2 between levels) -> f_ir^1 .. f_ir^L
-    vi -> Encoder_vi                                                -> f_vi^1 .. f_vi^L
-    per level l:  MMFM_l(f_ir^l, f_vi^l) = x + MSRT(x'),  x' = x + MPSA(x),  x = Conv1x1([f_ir^l, f_vi^l])
-    decoder, coarse to fine (l = L .. 1):
-        d_l = Conv1x1([m_l, up(d_{l+1}), up(Fusion_{l+1})]);  d_l = d_l + FAConv(d_l)
-        Fusion_l = sigmoid(Conv3x3(d_l))          (the per-level prediction, at 1/2^{l-1} resolution)
-    fused = Fusion_1;   reconstruction outputs: sigmoid(Conv3x3(f_ir^1)), sigmoid(Conv3x3(f_vi^1))
+    vi -> Encoder_vi (ResNet basic block per level, stride 2 between levels) -> VIE_1 .. VIE_L
+    ir -> Encoder_ir                                                         -> IRE_1 .. IRE_L
+    l = L .. 1 (coarse to fine):
+        FF_l     = MMFM_l(VIE_l, IRE_l, up De_{l+1}, up Fusion_{l+1})   (at l = L only VIE_L, IRE_L)
+        De_l     = Decoder_l(FF_l) = FF_l + FAConv(FF_l)
+        Fusion_l = Sigmoid(Conv3x3(De_l))        (Prediction, at 1/2^{l-1} resolution)
+    fused = Fusion_1;  reconstructions: Sigmoid(Conv3x3(VIE_1)), Sigmoid(Conv3x3(IRE_1))
 
 Blocks (paper equation numbers):
 
-- **MPSA** (multi-perspective spatial attention, Eq. 8-9): three perspectives of the feature cube, HW
-  (pool over C), HC (pool over W) and WC (pool over H); each pools max and mean, then a 3x3 conv, a
-  strip-7 pair (1x7 then 7x1, depthwise) and a 1x1 conv give a sigmoid map. The three maps are weighted by
-  entropy weights ``ω_i = 1 − Σ_{j≠i} Ê_j`` (Eq. 9) with Ê the entropies normalised to sum to one.
-- **MSRT** (multi-scale recurrent transformer, Eq. 10): four channel groups of C/4, group k pooled by a
-  factor P_k (1, 2, 4, 8) to form its query/key tokens; a transposed (channel) attention
-  ``softmax(τ q̂ k̂ᵀ)`` of size C/4 x C/4 per group; the groups recur: group k's input adds group k−1's
-  output.
-- **FAConv** (Eq. 11): one 3x3 conv gives C/4 + C/2 channels; the C/4 go through cos and through sin
-  (C/2 periodic channels), the C/2 through GELU; concatenated back to C.
+- **MMFM** (text under Fig. 3 (b)): (1) cross-modal interaction: the sum and the channel splice of VIE_l,
+  IRE_l and up-sampled Fusion_{l+1}, then rounds of spatial extraction (SE), channel extraction (CE) and
+  MPSA; (2) self-enhancement: MSRT on VIE_l and on IRE_l; (3) full fusion of both with De_{l+1} and
+  Fusion_{l+1} into FF_l.
+- **MPSA** (Multi-perspective Sparse Attention, Eqs. 8-9): HW, HC, WC perspectives; MP and AP, 3x3 conv,
+  strip-7 conv, 1x1 conv, sigmoid, times the input; entropy weights (Eq. 9).
+- **MSRT** (Multi-scale Recurrent Transformer, Eq. 10): 4 channel groups; MP + AP to P x P tokens, LN, GELU,
+  linear Q, K; V = linear of the group; ``X' = V Softmax(Qᵀ K)`` (C/4 x C/4); groups recur.
+- **FAConv** (Fourier Analysis Convolution, Eq. 11): ``[cos X1, sin X1, GELU X2]``.
 
-Switches for the paper's ablation (Table 3): ``use_mmfm=False`` (fusion by concat + 1x1 conv only),
-``use_faconv=False`` (3x3 conv + GELU instead of FAConv); "w/o DIILS" is a training switch
-(``train_aidfusion(strategy="final")``).
+Switches for Table 3: ``use_mmfm=False`` ("w/o MMFM": FF_l is a 1x1 conv of the same inputs),
+``use_faconv=False`` ("w/o FAConv": 3x3 conv + GELU); "w/o DIILS" is ``train_aidfusion(strategy="final")``.
 
 Images are ``(B, 1, H, W)`` in [0, 1] (``vi`` = the visible Y channel). ``forward(ir, vi)`` returns the final
 fused image; ``forward_all`` returns every output DIILS supervises.
@@ -56,15 +54,14 @@ from fusionlib.recipes import Recipe
 
 __all__ = [
     "PerspectiveGate", "MPSA", "entropy_weights", "map_entropy", "MSRT", "FAConv", "ConvGELU", "MMFM",
-    "ResBlock", "Encoder", "DecoderStage", "AIDFusion", "AIDFusionConfig", "AID_RECIPES", "PAPER",
-    "SGD_MOMENTUM", "train_aidfusion", "resize_pair", "EpochMetrics",
+    "ExtractionRound", "ResBlock", "Encoder", "DecoderStage", "AIDFusion", "AIDFusionConfig", "AID_RECIPES",
+    "PAPER", "SGD_MOMENTUM", "train_aidfusion", "resize_pair", "EpochMetrics",
 ]
 
 #: What the paper reports (Table 1 cost columns at 352 x 352; FLOPs convention unstated).
 PAPER = {"params_M": 0.247, "flops_G_352": 1.85, "memory_GB_352": 0.83, "input": (352, 352)}
 
-
-# --- MPSA: multi-perspective spatial attention (Eq. 8-9) --------------------------------------------
+# --- MPSA: Multi-perspective Sparse Attention (Eqs. 8-9) --------------------------------------------
 class PerspectiveGate(nn.Module):
     """The conv stack of one MPSA perspective: [max, mean] -> 3x3 -> strip 1xk, kx1 -> 1x1 -> sigmoid.
 
@@ -98,7 +95,7 @@ class PerspectiveGate(nn.Module):
 
 
 def map_entropy(a: torch.Tensor, mode: str = "positions", eps: float = 1e-12) -> torch.Tensor:
-    r"""Normalised entropy of a map per sample, in [0, 1] (Eq. 8; both readings are ours).
+    r"""Normalised entropy of a map per sample, in [0, 1]: Entropy(·) of Eq. 9 (both readings are ours).
 
     ``"positions"`` (default): the map as a distribution over its positions, ``p = a / Σ a``,
     ``E = −Σ p log p / log N`` (N positions), so maps of different sizes (HW, HC, WC) compare. A sigmoid map
@@ -131,9 +128,11 @@ def map_entropy(a: torch.Tensor, mode: str = "positions", eps: float = 1e-12) ->
 def entropy_weights(entropies: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     r"""MPSA's perspective weights, Eq. 9: ``ω_i = 1 − Σ_{j≠i} Ê_j`` with ``Ê_i = E_i / Σ_j E_j``.
 
-    With the entropies normalised to sum to one the weights sum to one (and ω_i = Ê_i): a perspective whose
-    map carries more information (higher entropy) weighs more. Normalising first is our reading; without it
-    ω could be negative.
+    With the entropies normalised to sum to one the weights sum to one (and ω_i = Ê_i): the perspective with
+    the *higher* entropy weighs more. That follows the printed equation; the paper's prose says the opposite
+    ("MPSA gives less weight to viewpoint maps with higher entropy"), a contradiction the notebook leaves as
+    a reading-group question. Normalising first is our reading; without it ω could be negative. Entropy is
+    taken of the sigmoid maps A_i (ours; the paper: of the perspective outputs X_i).
 
     Shape:
         (B, n) -> (B, n), rows sum to 1
@@ -148,18 +147,18 @@ def entropy_weights(entropies: torch.Tensor, eps: float = 1e-12) -> torch.Tensor
 
 
 class MPSA(nn.Module):
-    """Multi-perspective spatial attention: HW, HC and WC maps, entropy-weighted (Eq. 8-9).
+    """Multi-perspective Sparse Attention: HW, HC and WC maps (Eq. 8), entropy-weighted (Eq. 9).
 
     For ``x`` (B, C, H, W):
 
     - HW: pool max and mean over C -> (B, 2, H, W) -> gate -> ``A_hw`` (B, 1, H, W);
     - HC: pool over W -> (B, 2, C, H) -> gate -> ``A_hc``, broadcast as (B, C, H, 1);
     - WC: pool over H -> (B, 2, C, W) -> gate -> ``A_wc``, broadcast as (B, C, 1, W);
-    - ``ω = entropy_weights([E(A_hw), E(A_hc), E(A_wc)])`` (``map_entropy``, Eq. 8-9);
+    - ``ω = entropy_weights([E(A_hw), E(A_hc), E(A_wc)])`` (``map_entropy``, Eq. 9);
     - output ``x ⊙ (ω_hw A_hw + ω_hc A_hc + ω_wc A_wc)``.
 
     ``entropy_weighting=False`` uses ω = 1/3 each (a triplet-attention-like mean); ``entropy`` selects the
-    reading of Eq. 8 (:func:`map_entropy`). Probe points:
+    reading of Entropy(·) in Eq. 9 (:func:`map_entropy`). Probe points:
     ``hw.attend``, ``hc.attend``, ``wc.attend`` (maps in their own layout) and ``weigh`` (ω, (B, 3)).
 
     Shape:
@@ -204,20 +203,22 @@ class MPSA(nn.Module):
         return x * (wb[:, 0] * a_hw + wb[:, 1] * a_hc + wb[:, 2] * a_wc)
 
 
-# --- MSRT: multi-scale recurrent transformer (Eq. 10) ------------------------------------------------
+# --- MSRT: Multi-scale Recurrent Transformer (Eq. 10) --------------------------------------------------
 class MSRT(nn.Module):
-    """Multi-scale recurrent transformer: 4 channel groups, one pooled scale each, recurrent (Eq. 10).
+    r"""Multi-scale Recurrent Transformer attention, Eq. 10 as printed.
 
-    ``x`` is split into four groups ``x_1..x_4`` of C/4 channels. Group k:
+    ``X`` is split into four groups ``X_s`` of C/4 channels; ``X_1 = X_s``, ``X_i = X_s + X'_{i−1}``;
 
-    - recurrence (Eq. 10): ``x̃_1 = x_1``, ``x̃_k = x_k + y_{k−1}``;
-    - tokens: ``t = avgpool_{P_k}(x̃_k)`` (adaptive, to ``max(1, H // P_k) x max(1, W // P_k)``);
-      ``q, k = split(Conv1x1(t))`` (C/4 -> 2·C/4);
-    - transposed-query channel attention: ``A_k = softmax(τ_k q̂ k̂ᵀ)`` (C/4 x C/4, q̂, k̂ L2-normalised over
-      the tokens), applied to the full-resolution values ``v = x̃_k``: ``y_k = A_k v``;
+    - ``Q_i, K_i = LP(GELU(LN(MP(X_i) + AP(X_i))))``: max and average pooling to P_i x P_i tokens
+      ("HW becomes P²"), LayerNorm over the channels, GELU, one linear layer giving Q and K;
+    - ``V_i = LP(X_i)`` on the full-resolution tokens;
+    - ``X'_i = V_i Softmax(Q_iᵀ K_i)``: the attention is C/4 x C/4 (Q transposed), softmax over its last
+      axis; ``Y = Conv1x1(concat(X'_1..X'_4))``.
 
-    then ``out = Conv1x1([y_1, y_2, y_3, y_4])``. Probe points: ``attend.0 .. attend.3`` give
-    ``A_k`` (B, 1, C/4, C/4). The pooled scales ``P = (1, 2, 4, 8)`` are our choice.
+    Ours: the token sides ``tokens`` = (16, 8, 4, 2) (the paper: "different P"), capped at the map size;
+    ``scale=True`` divides Qᵀ K by √(P²), the number of tokens summed (the printed Softmax has no scale;
+    unscaled logits over 256 tokens saturate the softmax). The Transformer wrapper of Fig. 4 (b) is not in
+    the text; :class:`MMFM` adds MSRT as a residual. Probe points ``attend.0 .. attend.3``: (B, C/4, C/4).
 
     Shape:
         (B, C, H, W) -> (B, C, H, W), C divisible by 4
@@ -227,41 +228,46 @@ class MSRT(nn.Module):
         torch.Size([2, 8, 16, 12])
     """
 
-    def __init__(self, *, channels: int, pools: Sequence[int] = (1, 2, 4, 8)) -> None:
+    def __init__(self, *, channels: int, tokens: Sequence[int] = (16, 8, 4, 2), scale: bool = True) -> None:
         super().__init__()
         if channels % 4:
             raise ValueError(f"MSRT: channels must be divisible by 4 (4-way split), got {channels}")
-        if len(pools) != 4 or any(int(p) < 1 for p in pools):
-            raise ValueError(f"MSRT: pools must be 4 positive pooling factors, got {pools!r}")
+        if len(tokens) != 4 or any(int(p) < 1 for p in tokens):
+            raise ValueError(f"MSRT: tokens must be 4 positive token sides P, got {tokens!r}")
         c4 = channels // 4
-        self.pools = tuple(int(p) for p in pools)
-        self.qk = nn.ModuleList(nn.Conv2d(c4, 2 * c4, 1) for _ in range(4))
-        self.temperature = nn.Parameter(torch.ones(4))
+        self.tokens, self.scale = tuple(int(p) for p in tokens), bool(scale)
+        self.norm = nn.ModuleList(nn.LayerNorm(c4) for _ in range(4))
+        self.act = nn.GELU()
+        self.qk = nn.ModuleList(nn.Linear(c4, 2 * c4) for _ in range(4))     # LP -> Q, K
+        self.v = nn.ModuleList(nn.Linear(c4, c4) for _ in range(4))          # LP -> V
         self.attend = nn.ModuleList(nn.Softmax(dim=-1) for _ in range(4))
         self.proj = nn.Conv2d(channels, channels, 1)
 
     def _group(self, k: int, xk: torch.Tensor) -> torch.Tensor:
         h, w = xk.shape[-2:]
-        p = self.pools[k]
-        t = xk if p == 1 else F.adaptive_avg_pool2d(xk, (max(1, h // p), max(1, w // p)))
-        q, kk = self.qk[k](t).chunk(2, dim=1)                              # (B, C/4, h', w') each
-        q, kk = (F.normalize(rearrange(z, "b c h w -> b c (h w)"), dim=-1) for z in (q, kk))
-        attn = self.attend[k](self.temperature[k] * (q @ kk.transpose(-2, -1)))   # (B, C/4, C/4)
-        v = rearrange(xk, "b c h w -> b c (h w)")
-        return rearrange(attn @ v, "b c (h w) -> b c h w", h=h, w=w)
+        size = (min(self.tokens[k], h), min(self.tokens[k], w))
+        t = F.adaptive_max_pool2d(xk, size) + F.adaptive_avg_pool2d(xk, size)    # MP + AP, (B, C/4, P, P)
+        t = rearrange(t, "b c h w -> b (h w) c")
+        q, kk = self.qk[k](self.act(self.norm[k](t))).chunk(2, dim=-1)           # (B, P², C/4) each
+        logits = q.transpose(-2, -1) @ kk                                        # Qᵀ K: (B, C/4, C/4)
+        if self.scale:
+            logits = logits / math.sqrt(t.shape[1])
+        attn = self.attend[k](logits)
+        v = self.v[k](rearrange(xk, "b c h w -> b (h w) c"))                     # (B, HW, C/4)
+        return rearrange(v @ attn, "b (h w) c -> b c h w", h=h, w=w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         groups = x.chunk(4, dim=1)
         outs: list[torch.Tensor] = []
         for k, xk in enumerate(groups):
-            xk = xk if k == 0 else xk + outs[-1]          # Eq. 10: recurrence across the groups
+            xk = xk if k == 0 else xk + outs[-1]          # Eq. 10: X_i = X_s + X'_{i-1}
             outs.append(self._group(k, xk))
         return self.proj(torch.cat(outs, dim=1))
 
 
 # --- FAConv (Eq. 11) -----------------------------------------------------------------------------------
 class FAConv(nn.Module):
-    """Frequency-aware convolution (Eq. 11): ``[cos(z_p), sin(z_p), GELU(z_g)]``, ``[z_p, z_g] = Conv3x3(x)``.
+    """Fourier Analysis Convolution (Eq. 11): ``[cos(z_p), sin(z_p), GELU(z_g)]``, ``[z_p, z_g] = Conv3x3(x)``.
 
     One 3x3 conv maps C -> C/4 + C/2 channels; the C/4 "periodic" channels ``z_p`` pass through both cos
     and sin (C/2 channels, Fourier features of the conv response), the other C/2 through GELU; the three
@@ -305,40 +311,94 @@ class ConvGELU(nn.Module):
         return self.act(self.conv(x))
 
 
-# --- MMFM: multi-modal fusion module -----------------------------------------------------------------
-class MMFM(nn.Module):
-    """Multi-modal fusion module of one level: cross-modal interaction, then spatial (MPSA) and channel
-    (MSRT) extraction, each residual.
+# --- MMFM: Multi-dimensional Modulation Fusion Module (Fig. 3 (b)) ---------------------------------------
+class ExtractionRound(nn.Module):
+    """One round of MMFM's interaction: SE, CE, MPSA, each residual.
 
-    ``x = ReLU(BN(Conv1x1([f_ir, f_vi])))`` (the interaction: 2C -> C); ``x = x + MPSA(x)``;
-    ``x = x + MSRT(x)``. With ``use_attention=False`` (ablation "w/o MMFM") only the interaction remains.
-    The order spatial-then-channel and the residuals are our choice.
+    The paper names "spatial extraction (SE), channel extraction (CE) and the MPSA" without their layers;
+    ours: SE = depthwise 3x3 conv + GELU, CE = 1x1 conv + GELU. ``(B, C, H, W) -> (B, C, H, W)``.
+    """
+
+    def __init__(self, channels: int, *, hidden: int = 4, strip: int = 7, entropy_weighting: bool = True,
+                 entropy: str = "positions") -> None:
+        super().__init__()
+        self.se = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels), nn.GELU())
+        self.ce = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.GELU())
+        self.mpsa = MPSA(hidden=hidden, strip=strip, entropy_weighting=entropy_weighting, entropy=entropy)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.se(x)
+        x = x + self.ce(x)
+        return x + self.mpsa(x)
+
+
+class MMFM(nn.Module):
+    r"""MMFM of level l, the three parts of the text under Fig. 3 (b).
+
+    (1) **Cross-modal interaction**: "summing and channel splicing operations are performed on VI_enl,
+    IR_enl, and the up-sampled Fusion_{l+1}": ``s = VIE + IRE + up F`` (F broadcast over C) and
+    ``c = Conv1x1([VIE, IRE, up F])`` (2C+1 -> C); "the two outputs are subsequently fed into SE, CE and the
+    MPSA ... many times": ``x = Conv1x1([s, c])`` (2C -> C), then ``rounds`` :class:`ExtractionRound`.
+    (2) **Self-enhancement**: "VI_enl, IR_enl complete further feature enhancement through the designed
+    MSRT": ``e_vi = VIE + MSRT_vi(VIE)``, ``e_ir = IRE + MSRT_ir(IRE)`` (one MSRT per modality).
+    (3) **Full fusion**: "fused and supplemented with De_{l+1} and Fusion_{l+1}":
+    ``FF = Conv1x1([x, e_vi, e_ir, up De_{l+1}, up F])``. At l = L there is no De_{l+1}, Fusion_{l+1}.
+
+    Ours: the 1x1 convs that bring concatenations back to C, the residuals, ``rounds`` = 2 for "many
+    times", separate MSRT weights per modality. ``use_attention=False`` ("w/o MMFM", Table 3):
+    ``FF = Conv1x1([VIE, IRE, up De_{l+1}, up F])`` only.
 
     Shape:
-        f_ir, f_vi (B, C, H, W) -> (B, C, H, W)
+        vie, ire (B, C, H, W); de (B, C', H', W') and pred (B, 1, H', W') or None -> (B, C, H, W)
 
     Examples:
-        >>> MMFM(channels=8)(torch.rand(1, 8, 8, 8), torch.rand(1, 8, 8, 8)).shape
+        >>> MMFM(channels=8, coarser=None)(torch.rand(1, 8, 8, 8), torch.rand(1, 8, 8, 8)).shape
         torch.Size([1, 8, 8, 8])
     """
 
-    def __init__(self, *, channels: int, hidden: int = 4, strip: int = 7, pools: Sequence[int] = (1, 2, 4, 8),
-                 entropy_weighting: bool = True, entropy: str = "positions",
-                 use_attention: bool = True) -> None:
+    def __init__(self, *, channels: int, coarser: int | None, hidden: int = 4, strip: int = 7,
+                 tokens: Sequence[int] = (16, 8, 4, 2), msrt_scale: bool = True, rounds: int = 2,
+                 entropy_weighting: bool = True, entropy: str = "positions", use_attention: bool = True
+                 ) -> None:
         super().__init__()
-        self.interact = nn.Sequential(nn.Conv2d(2 * channels, channels, 1, bias=False),
-                                      nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        c = channels
+        self.has_coarser = coarser is not None
+        n_pred = 1 if self.has_coarser else 0
+        n_de = int(coarser) if self.has_coarser else 0
         self.use_attention = use_attention
         if use_attention:
-            self.mpsa = MPSA(hidden=hidden, strip=strip, entropy_weighting=entropy_weighting, entropy=entropy)
-            self.msrt = MSRT(channels=channels, pools=pools)
+            self.splice = nn.Conv2d(2 * c + n_pred, c, 1)
+            self.merge = nn.Conv2d(2 * c, c, 1)
+            self.rounds = nn.ModuleList(ExtractionRound(c, hidden=hidden, strip=strip,
+                                                        entropy_weighting=entropy_weighting, entropy=entropy)
+                                        for _ in range(rounds))
+            self.msrt_vi = MSRT(channels=c, tokens=tokens, scale=msrt_scale)
+            self.msrt_ir = MSRT(channels=c, tokens=tokens, scale=msrt_scale)
+            self.fuse = nn.Conv2d(3 * c + n_de + n_pred, c, 1)
+        else:
+            self.fuse = nn.Conv2d(2 * c + n_de + n_pred, c, 1)
 
-    def forward(self, f_ir: torch.Tensor, f_vi: torch.Tensor) -> torch.Tensor:
-        x = self.interact(torch.cat([f_ir, f_vi], dim=1))
+    def forward(self, vie: torch.Tensor, ire: torch.Tensor, de: torch.Tensor | None = None,
+                pred: torch.Tensor | None = None) -> torch.Tensor:
+        if self.has_coarser != (de is not None and pred is not None):
+            raise ValueError("MMFM: De_{l+1} and Fusion_{l+1} are given exactly when the level has a coarser one")
+        extra: list[torch.Tensor] = []
+        if de is not None and pred is not None:
+            size = vie.shape[-2:]
+            de = F.interpolate(de, size=size, mode="bilinear", align_corners=False)
+            pred = F.interpolate(pred, size=size, mode="bilinear", align_corners=False)
+            extra = [de, pred]
         if not self.use_attention:
-            return x
-        x = x + self.mpsa(x)
-        return x + self.msrt(x)
+            return self.fuse(torch.cat([vie, ire, *extra], dim=1))
+        up_f = extra[1:]                                           # [up Fusion_{l+1}] or []
+        s = vie + ire + (up_f[0] if up_f else 0.0)                 # summing
+        c = self.splice(torch.cat([vie, ire, *up_f], dim=1))       # channel splicing
+        x = self.merge(torch.cat([s, c], dim=1))
+        for r in self.rounds:                                      # SE, CE, MPSA "many times"
+            x = r(x)
+        e_vi = vie + self.msrt_vi(vie)                             # self-enhancement
+        e_ir = ire + self.msrt_ir(ire)
+        return self.fuse(torch.cat([x, e_vi, e_ir, *extra], dim=1))   # full fusion -> FF_l
 
 
 # --- encoder ---------------------------------------------------------------------------------------------
@@ -395,55 +455,39 @@ class Encoder(nn.Module):
 
 # --- decoder ---------------------------------------------------------------------------------------------
 class DecoderStage(nn.Module):
-    """Decoder stage of level l: ``d = Conv1x1([m_l, up(d_{l+1}), up(Fusion_{l+1})])``; ``d = d + FAConv(d)``.
+    """Decoder of level l (Fig. 3 (c)): ``De_l = FF_l + FAConv(FF_l)``.
 
-    The deepest stage has no coarser inputs. Feeding the coarser prediction in (``cascade``) is our choice:
-    it makes every prediction head part of the final output's graph, so each level's prediction is a real
-    coarse-to-fine step, not a side branch.
-
-    Shape:
-        m (B, C_l, H, W), coarser d (B, C_{l+1}, H/2, W/2) and prediction (B, 1, H/2, W/2) or None
-        -> (B, C_l, H, W)
+    The paper puts FAConv in the decoder and draws the layout in a figure only; the residual is ours.
+    ``use_faconv=False`` ("w/o FAConv") uses :class:`ConvGELU` instead. ``(B, C, H, W) -> (B, C, H, W)``.
     """
 
-    def __init__(self, channels: int, coarser: int | None, *, use_faconv: bool = True,
-                 periodic_fraction: float = 0.25, cascade: bool = True) -> None:
+    def __init__(self, channels: int, *, use_faconv: bool = True, periodic_fraction: float = 0.25) -> None:
         super().__init__()
-        extra = 0 if coarser is None else coarser + (1 if cascade else 0)
-        self.cascade = cascade
-        self.reduce = nn.Conv2d(channels + extra, channels, 1)
         self.body: nn.Module = (FAConv(channels=channels, periodic_fraction=periodic_fraction) if use_faconv
                                 else ConvGELU(channels=channels))
 
-    def forward(self, m: torch.Tensor, d_coarse: torch.Tensor | None = None,
-                pred_coarse: torch.Tensor | None = None) -> torch.Tensor:
-        parts = [m]
-        if d_coarse is not None:
-            size = m.shape[-2:]
-            parts.append(F.interpolate(d_coarse, size=size, mode="bilinear", align_corners=False))
-            if self.cascade:
-                parts.append(F.interpolate(pred_coarse, size=size, mode="bilinear", align_corners=False))
-        d = self.reduce(torch.cat(parts, dim=1))
-        return d + self.body(d)
+    def forward(self, ff: torch.Tensor) -> torch.Tensor:
+        return ff + self.body(ff)
 
 
 # --- the network ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AIDFusionConfig:
-    """AIDFusion hyper-parameters. The paper gives none of these numbers: every default is ours."""
+    """AIDFusion hyper-parameters. The paper gives L and no widths: every number below is ours unless marked."""
 
-    channels: tuple[int, ...] = (12, 20, 36, 64)  # ours: L = 4; widths fitted to 0.247 M params, 1.85 GMAC
+    channels: tuple[int, ...] = (12, 16, 36, 56)  # ours: L = 4; widths chosen to land near 0.247 M params
     in_channels: int = 1                         # one luminance channel per modality
     mpsa_hidden: int = 4                         # ours: channels inside each MPSA perspective gate
-    strip: int = 7                               # paper: strip-7 convolutions
-    msrt_pools: tuple[int, int, int, int] = (1, 2, 4, 8)  # ours: pooled scale P_k of MSRT group k
+    strip: int = 7                               # paper: strip convolution with kernel 7
+    msrt_tokens: tuple[int, int, int, int] = (16, 8, 4, 2)  # ours: token side P_i of MSRT group i
+    msrt_scale: bool = True                      # ours: Qᵀ K / √(P²); False: the printed unscaled Softmax
+    mmfm_rounds: int = 2                         # ours: "many times" = 2 rounds of SE, CE, MPSA
     entropy_weighting: bool = True               # paper Eq. 9; False: mean of the three perspectives
-    mpsa_entropy: str = "positions"              # ours: Eq. 8 over map positions; or "binary" (map_entropy)
+    mpsa_entropy: str = "positions"              # ours: Entropy() over map positions; or "binary" (map_entropy)
     periodic_fraction: float = 0.25              # paper: C/4 through cos and sin, C/2 through GELU
-    use_mmfm: bool = True                        # False: ablation "w/o MMFM" (concat + 1x1 conv)
+    use_mmfm: bool = True                        # False: ablation "w/o MMFM" (1x1 conv of the same inputs)
     use_faconv: bool = True                      # False: ablation "w/o FAConv" (3x3 conv + GELU)
-    cascade: bool = True                         # ours: feed Fusion_{l+1} into decoder stage l
-    reconstruction: bool = True                  # reconstruction heads for Eq. 7 (level-1 encoder features)
+    reconstruction: bool = True                  # reconstructed VI, IR for L_Reconstruct (Eq. 7)
 
     def __post_init__(self) -> None:
         if len(self.channels) < 1 or any(c % 4 for c in self.channels):
@@ -458,10 +502,10 @@ class AIDFusionConfig:
 class AIDFusion(nn.Module):
     """AIDFusion: ``forward(ir, vi) -> fused`` ``(B, 1, H, W)`` in (0, 1); ``forward_all`` for training.
 
-    Probe points: ``mmfm.{l}.mpsa.{hw,hc,wc}.attend`` (perspective maps), ``mmfm.{l}.mpsa.weigh`` (entropy
-    weights), ``mmfm.{l}.msrt.attend.{k}`` (C/4 x C/4 attention of scale k), ``dec.{l}.body.{cos,sin,gelu}``
-    (FAConv parts), ``heads.{l}`` (per-level predictions before the sigmoid). Index ``l`` is 0-based
-    (level 1 = index 0, full resolution).
+    Probe points: ``mmfm.{l}.rounds.{r}.mpsa.{hw,hc,wc}.attend`` (perspective maps),
+    ``mmfm.{l}.rounds.{r}.mpsa.weigh`` (entropy weights), ``mmfm.{l}.msrt_{vi,ir}.attend.{k}`` (C/4 x C/4
+    attention of group k), ``dec.{l}.body.{cos,sin,gelu}`` (FAConv parts), ``heads.{l}`` (per-level
+    predictions before the sigmoid). Index ``l`` is 0-based (Fusion_1 = index 0, full resolution).
 
     Args:
         config: an ``AIDFusionConfig``; keyword ``overrides`` replace its fields.
@@ -483,13 +527,12 @@ class AIDFusion(nn.Module):
         self.enc_ir = Encoder(ch, cfg.in_channels)
         self.enc_vi = Encoder(ch, cfg.in_channels)
         self.mmfm = nn.ModuleList(
-            MMFM(channels=c, hidden=cfg.mpsa_hidden, strip=cfg.strip, pools=cfg.msrt_pools,
-                 entropy_weighting=cfg.entropy_weighting, entropy=cfg.mpsa_entropy,
-                 use_attention=cfg.use_mmfm) for c in ch)
-        self.dec = nn.ModuleList(
-            DecoderStage(c, ch[i + 1] if i + 1 < len(ch) else None, use_faconv=cfg.use_faconv,
-                         periodic_fraction=cfg.periodic_fraction, cascade=cfg.cascade)
+            MMFM(channels=c, coarser=ch[i + 1] if i + 1 < len(ch) else None, hidden=cfg.mpsa_hidden,
+                 strip=cfg.strip, tokens=cfg.msrt_tokens, msrt_scale=cfg.msrt_scale, rounds=cfg.mmfm_rounds,
+                 entropy_weighting=cfg.entropy_weighting, entropy=cfg.mpsa_entropy, use_attention=cfg.use_mmfm)
             for i, c in enumerate(ch))
+        self.dec = nn.ModuleList(DecoderStage(c, use_faconv=cfg.use_faconv, periodic_fraction=cfg.periodic_fraction)
+                                 for c in ch)
         self.heads = nn.ModuleList(nn.Conv2d(c, cfg.in_channels, 3, padding=1) for c in ch)
         if cfg.reconstruction:
             self.recon_ir = nn.Conv2d(ch[0], cfg.in_channels, 3, padding=1)
@@ -502,12 +545,12 @@ class AIDFusion(nn.Module):
     def _run(self, ir: torch.Tensor, vi: torch.Tensor, reconstruct: bool) -> dict[str, Any]:
         _check_pair(ir, vi, self.config.in_channels)
         f_ir, f_vi = self.enc_ir(ir), self.enc_vi(vi)
-        fused_feats = [m(a, b) for m, a, b in zip(self.mmfm, f_ir, f_vi)]
         preds: list[torch.Tensor | None] = [None] * self.levels
         d = p = None
-        for i in reversed(range(self.levels)):             # coarse to fine
-            d = self.dec[i](fused_feats[i], d, p)
-            p = torch.sigmoid(self.heads[i](d))
+        for i in reversed(range(self.levels)):             # coarse to fine: l = L .. 1
+            ff = self.mmfm[i](f_vi[i], f_ir[i], d, p)      # FF_l from VIE_l, IRE_l, De_{l+1}, Fusion_{l+1}
+            d = self.dec[i](ff)                            # De_l
+            p = torch.sigmoid(self.heads[i](d))            # Fusion_l
             preds[i] = p
         out: dict[str, Any] = {"fused": preds[0], "levels": preds}
         if reconstruct and self.config.reconstruction:
@@ -552,17 +595,19 @@ AID_RECIPES: dict[str, Recipe] = {
         optimizer="sgd", lr=1e-3, weight_decay=0.0,           # paper Sec. 4.1 (weight decay not given: 0)
         batch_size=12, crop_size=352, epochs=100,             # batch 12, 100 epochs, MSRS resized to 352²
         datasets=("msrs/train",),
-        notes="AIDFusion Sec. 4.1; images resized (not cropped) to 352x352 (resize_pair); momentum 0.9 ours"),
+        notes="AIDFusion, Implementation details: SGD lr 0.001, 100 epochs, batch 12, MSRS train resized "
+              "(not cropped) to 352x352 (resize_pair); momentum 0.9 ours"),
     "lab": Recipe(
         optimizer="sgd", lr=1e-3, batch_size=12, crop_size=160, epochs=20,
         datasets=("msrs/train", "roadscene/train"),
         notes="one GPU, minutes: the paper's optimiser on random 160² crops of the bundled training pairs, "
-              "20 epochs (T = 4 with L = 4)"),
+              "20 epochs (Eq. 1: Fusion_1 alone for epochs 1-10, all four levels from epoch 15)"),
     "smoke": Recipe(
-        optimizer="sgd", lr=1e-3, batch_size=4, crop_size=64, epochs=5,
+        optimizer="sgd", lr=1e-3, batch_size=4, crop_size=64, epochs=10,
         datasets=("msrs/train", "roadscene/train"),
-        notes="CI on a CPU: the paper's optimiser, 5 epochs of a few steps on 64² crops (T = 1: every PHO "
-              "stage gets one epoch); checks the loop and draws real laziness points, learns little"),
+        notes="CI on a CPU: the paper's optimiser, 10 short epochs on 64² crops (Eq. 1: Fusion_1 alone for "
+              "epochs 1-5, then Fusion_1-2, Fusion_1-3, and all four levels for epochs 8-10); "
+              "checks the loop and draws real laziness points, learns little"),
 }
 
 
@@ -606,7 +651,7 @@ def train_aidfusion(
     SGD (``recipe.lr``, ``momentum`` (default ``recipe.momentum`` when the recipe has one, else
     ``SGD_MOMENTUM``), ``recipe.weight_decay``) through :func:`fusionlib.train.fit`; the loss is
     ``loss`` or a default :class:`fusionlib.diils.DIILSLoss` for ``model.levels`` with the given strategy and
-    ``T = epochs // (L + 1)`` (:func:`fusionlib.diils.default_stage_length`). A
+    T = the run's epochs (Eq. 1's "all epochs"). A
     :class:`fusionlib.diils.PHOCallback` tells the loss the epoch, so the PHO schedule (Eq. 1) follows
     training and resume.
 
@@ -614,7 +659,7 @@ def train_aidfusion(
         ``fusionlib.train.History``; per-epoch records hold the loss terms (``acf_l1`` ..., ``rec``) and
         ``active_levels`` (how many levels the schedule supervised).
     """
-    from fusionlib.diils import DIILSLoss, PHOCallback, default_stage_length
+    from fusionlib.diils import DIILSLoss, PHOCallback
     from fusionlib.train import fit
 
     if recipe.optimizer != "sgd":
@@ -624,8 +669,7 @@ def train_aidfusion(
         raise ValueError(f"train_aidfusion: strategy must be 'diils' or 'final', got {strategy!r}")
     n_epochs = int(epochs if epochs is not None else (recipe.epochs or 1))
     if loss is None:
-        loss = DIILSLoss(levels=model.levels, strategy=strategy,
-                         stage_length=default_stage_length(n_epochs, model.levels))
+        loss = DIILSLoss(levels=model.levels, strategy=strategy, epochs=n_epochs)
     elif getattr(loss, "levels", model.levels) != model.levels:
         raise ValueError(f"train_aidfusion: loss.levels={loss.levels} but the model has {model.levels} "
                          f"levels")
