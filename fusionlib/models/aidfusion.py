@@ -656,8 +656,8 @@ def train_aidfusion(
     training and resume.
 
     Returns:
-        ``fusionlib.train.History``; per-epoch records hold the loss terms (``acf_l1`` ..., ``rec``) and
-        ``active_levels`` (how many levels the schedule supervised).
+        ``fusionlib.train.History``; per-epoch records hold the loss terms (``acf_l1`` ..., ``omega_l1`` ...,
+        ``rec``, ``corr_s``, ``corr_guard``) and ``n_active`` (how many levels Eq. 1 supervised).
     """
     from fusionlib.diils import DIILSLoss, PHOCallback
     from fusionlib.train import fit
