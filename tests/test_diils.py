@@ -14,6 +14,16 @@ from fusionlib.diils import (
     pho_active_count, pho_schedule, pho_table, soft_weights_paper, source_pyramid, std_masks_paper,
 )
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small convolutions only contend for threads on a shared CPU: run each test on one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # --- PHO, Eq. 1 ---------------------------------------------------------------------------------------------
 
 
@@ -293,12 +303,8 @@ def test_laziness_first_half_identity():
     g = torch.Generator().manual_seed(1)
     batches = [{"ir": torch.rand(2, 1, 16, 16, generator=g), "vi": torch.rand(2, 1, 16, 16, generator=g)}
                for _ in range(2)]
-    runs, threads = {}, torch.get_num_threads()
-    torch.set_num_threads(1)               # small ops: threads only contend on a shared CPU
-    try:
-        _train_both(batches, runs)
-    finally:
-        torch.set_num_threads(threads)
+    runs: dict = {}
+    _train_both(batches, runs)
     lz = {s: {(r["epoch"], r["block"]): r["delta"] for r in runs[s][1]} for s in runs}
     half = [k for k in lz["final"] if k[0] <= 2]               # epochs 1-2 = the first half of T = 4
     assert half and all(lz["final"][k] == lz["diils"][k] for k in half)
