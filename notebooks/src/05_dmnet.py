@@ -57,7 +57,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from fusionlib import data, metrics, paper_numbers, profiling, spectral, viz
 from fusionlib.atomic import atomic_save
@@ -774,6 +774,7 @@ BY_PRESET: dict = {}
 for c in PAPER_COLS:
     BY_PRESET.setdefault(PRESET_OF[c] or "cddfuse", []).append(OURS_NAME[c])
 print("presets:", {pr: ms for pr, ms in BY_PRESET.items()}, "| convention unknown (marked *):", UNKNOWN)
+display(Markdown(paper_numbers.convention_note("dmnet")))      # the evidence for each metric's preset
 
 
 def _evaluate(fz, a, b):
