@@ -276,7 +276,7 @@ def convention_note(paper: str) -> str:
     info = paper_info(paper)
     lines = [f"**{info['title']}**: evaluator: {info['evaluator']}. {info.get('summary', '')}".rstrip()]
     for name, rec in conventions(paper).items():
-        where = f"`{rec['preset']}` {rec['ours']}" if rec["status"] != "unknown" else "unknown"
+        where = f"`{rec['preset']}` {rec['ours']}" if rec["status"] != "unknown" else "no preset"
         lines.append(f"- {name}: {where} ({rec['status']}): {rec['evidence']}")
     return "\n".join(lines)
 

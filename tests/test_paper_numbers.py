@@ -101,3 +101,13 @@ def test_paper_rows_and_rows_for():
 def test_results_block_is_json_ready():
     block = json.loads(json.dumps(pn.results_block()))
     assert block["entries"] and any("SD" in s for s in block["unknown_conventions"])
+
+
+def test_readme_conventions_table_is_current():
+    """The README's conventions table is generated from paper_numbers.json; regenerate it when the JSON changes
+    (`python -c "from fusionlib import paper_numbers as p; print(p.conventions_markdown())"`)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- conventions:start -->\n", "<!-- conventions:end -->"
+    assert start in readme and end in readme
+    block = readme.split(start, 1)[1].split(end, 1)[0]
+    assert block == pn.conventions_markdown()
