@@ -210,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\nnotebook                          seconds  status")
     for name, sec, status in summary:
         print(f"{name:<33} {sec:7.1f}  {status}")
+    total = sum(sec for _, sec, _ in summary)
+    print(f"{'total':<33} {total:7.1f}  ({total / 60:.1f} min)")
+    print(f"\noutputs: {Path(args.out).resolve()}/<notebook>/ (the executed notebook, results.json, figures, "
+          f"weights.pt)")
+    print("next: `make site` (an offline HTML site of these runs), `make lab` (open the notebooks in JupyterLab), "
+          "`make labs` (student versions), `python -m fusionlib.fuse --help` (fuse your own images)")
     if failures:
         print(f"\n{len(failures)} notebook(s) failed; their folders hold FAILED.txt and their previous outputs "
               f"are in .previous/ (the fuse command and 06_benchmark do not use a failed run's weights)")

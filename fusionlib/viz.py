@@ -736,6 +736,10 @@ def plot_spectrum(
     return fig
 
 
+#: how many decades below the highest power :func:`plot_radial_psd` shows on a log axis (1e8 = 8 decades)
+PSD_DYNAMIC_RANGE = 1e8
+
+
 def plot_radial_psd(
     images: Mapping[str, Any],
     ax: Axes | None = None,
@@ -747,11 +751,14 @@ def plot_radial_psd(
 
     Values of ``images`` are images (colour: their Y), or precomputed ``(freqs, psd)`` pairs
     such as :func:`fusionlib.probes.feature_spectrum` returns (leading dims of ``psd`` are
-    averaged).
+    averaged). On log axes the zero-frequency bin (the mean, which a log axis cannot place and
+    whose power dwarfs the rest) is left out, and the y-axis spans at most :data:`PSD_DYNAMIC_RANGE`
+    below the highest plotted power, so one near-zero bin cannot flatten every curve.
     """
     if not images:
         raise ValueError("plot_radial_psd: no images given")
     fig, ax = _single_axes(ax, (5.2, 3.8))
+    shown: list[np.ndarray] = []
     for name, v in images.items():
         if isinstance(v, tuple) and len(v) == 2:
             f = _to_numpy(v[0], f"plot_radial_psd[{name!r}] freqs").astype(np.float64)
@@ -765,11 +772,19 @@ def plot_radial_psd(
                 raise ValueError(f"plot_radial_psd[{name!r}]: image of size {g.shape} is too small")
             ft, pt = radial_psd(torch.from_numpy(np.ascontiguousarray(g, dtype=np.float64)))
             f, p = ft.numpy(), pt.numpy()
+        if loglog:
+            keep = (f > 0) & (p > 0)
+            f, p = f[keep], p[keep]
+            shown.append(p)
         ax.plot(f, p, label=str(name))
     if loglog:
         ax.set_xscale("log")
         ax.set_yscale("log")
-    ax.set_xlabel("frequency (cycles/pixel)")
+        top = max((float(p.max()) for p in shown if p.size), default=0.0)
+        if top > 0:
+            low = min(float(p.min()) for p in shown if p.size)
+            ax.set_ylim(max(low, top / PSD_DYNAMIC_RANGE) * 0.8, top * 1.25)
+    ax.set_xlabel("frequency (cycles/pixel)" + (", zero frequency left out" if loglog else ""))
     ax.set_ylabel("power")
     ax.legend(frameon=False, fontsize="small")
     if title:

@@ -286,6 +286,20 @@ def test_plot_radial_psd_lines_and_precomputed_pairs():
     assert fig.axes[0].get_xscale() == "linear"
 
 
+def test_plot_radial_psd_leaves_out_dc_and_bounds_the_log_axis():
+    """A bright mean (huge DC power) and a spectrum with a 1e-34 bin must not flatten the curves."""
+    freqs = np.linspace(0, 0.5, 9)
+    tiny = np.array([1e6, 1.0, 0.5, 0.2, 0.1, 1e-34, 0.05, 0.02, 0.01])
+    fig = viz.plot_radial_psd({"pair": (freqs, tiny), "img": torch.rand(1, 16, 16) + 5.0})
+    ax = fig.axes[0]
+    for ln in ax.lines:
+        assert (ln.get_xdata() > 0).all()  # no zero-frequency point
+    assert ax.lines[0].get_ydata().max() < 1e6  # the DC power of the pair is gone
+    lo, hi = ax.get_ylim()
+    assert hi / lo < 1e9 and lo > 1e-20
+    assert "zero frequency left out" in ax.get_xlabel()
+
+
 def test_plot_history_panels_and_missing_key():
     hist = [dict(epoch=e, loss=1 / e, val_loss=1.2 / e, psnr=20 + e) for e in range(1, 5)]
     fig = viz.plot_history(hist, keys=(("loss", "val_loss"), "psnr"))
