@@ -102,6 +102,15 @@ def test_fast_path_supported_cases():
         assert not fast_path_supported(LKCFUNet(**SMALL).eval())  # not on the CPU (CUDA: cuDNN is faster)
 
 
+def test_autocast_falls_back_to_the_readable_path():
+    m = _small()
+    ir, vi = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = m(ir, vi)
+        out = lkc_forward_fast(m, ir, vi)
+    assert ref.dtype == torch.bfloat16 and torch.equal(out, ref)
+
+
 def test_registered_as_the_methods_fast_path():
     from fusionlib.methods import get_method, inference_path
 

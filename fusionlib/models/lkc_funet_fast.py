@@ -254,10 +254,11 @@ def _lkdc_seq(seq: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def lkc_forward_fast(model: nn.Module, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
     """``model(ir, vi)`` for an ``LKCFUNet`` in eval mode, by the computation above; (B, 1, H, W) each.
 
-    Falls back to ``model(ir, vi)`` where :func:`fast_path_supported` is False.
+    Falls back to ``model(ir, vi)`` where :func:`fast_path_supported` is False, for inputs off the CPU and
+    under ``torch.autocast`` (the FFTs have no bfloat16 kernels on the CPU).
     """
-    if not fast_path_supported(model) or ir.device.type != "cpu":
-        return model(ir, vi)
+    if not fast_path_supported(model) or ir.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        return model(ir, vi)  # the readable path (training mode, GPU, half precision, autocast)
     for name, t in (("ir", ir), ("vi", vi)):
         if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[1] != 1:
             shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
