@@ -10,6 +10,7 @@ TORCH   ?= torch==2.13.0
 PIP_ARGS ?=
 PROFILE ?=
 STAMP   := $(VENV)/.fusionlib-installed
+INSTALL_LOG := $(VENV)/install.log
 
 .PHONY: setup run test unit nbtest lab labs site browser clean
 
@@ -17,10 +18,12 @@ setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-site.txt pyproject.toml
 	@test -x $(BIN)/python || { echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
-	@echo ">> installing $(TORCH) and the pinned stack (requirements.txt)"
-	$(BIN)/python -m pip install --disable-pip-version-check $(PIP_ARGS) "$(TORCH)" -r requirements.txt -r requirements-site.txt
-	$(BIN)/python -m pip install --disable-pip-version-check --no-deps -e .
-	$(BIN)/python -m ipykernel install --sys-prefix --name fusionlib --display-name "Python (fusionlib)"
+	@echo ">> installing $(TORCH) and the pinned stack (requirements.txt); log: $(INSTALL_LOG)"
+	@{ $(BIN)/python -m pip install --disable-pip-version-check $(PIP_ARGS) "$(TORCH)" -r requirements.txt -r requirements-site.txt \
+	  && $(BIN)/python -m pip install --disable-pip-version-check --no-deps -e . \
+	  && $(BIN)/python -m ipykernel install --sys-prefix --name fusionlib --display-name "Python (fusionlib)"; \
+	} > $(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); echo ">> install failed: the full log is above and in $(INSTALL_LOG)"; exit 1; }
+	@echo ">> installed: $$($(BIN)/python -c 'import torch, fusionlib; print("torch", torch.__version__, "and fusionlib", fusionlib.__version__)')"
 	@touch $@
 
 ## make run [PROFILE=smoke|lab|paper]: execute every notebook into runs/<notebook>/
