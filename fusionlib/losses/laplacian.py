@@ -25,8 +25,8 @@ def laplacian_select_target(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         T = \begin{cases} \Delta I_{ir} & |\Delta I_{ir}| \ge |\Delta I_{vi}| \\
                           \Delta I_{vi} & \text{otherwise} \end{cases}
 
-    Ties go to ``ir`` (CHITNet compares ``|Δir| - |Δvi| >= 0``). Whether SIBA passes the sources in
-    the order (ir, vi) is not verified (its ``loss/loss.py`` is not in our index); ties only occur
+    Ties go to ``ir`` (CHITNet compares ``|Δir| - |Δvi| >= 0``). SIBA's released ``loss/loss.py`` passes
+    the sources in this order (``JointGrad(fuse, ir, vi)``, read for the SIBA review); ties only occur
     where both magnitudes are equal, e.g. flat regions where both are 0 and the choice does not matter.
 
     Examples:

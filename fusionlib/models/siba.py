@@ -5,10 +5,12 @@ Bingyu Zhang, Zhixun Wang. Authors' code: ``Afreshbird/SIBA`` @ 880a1dd (``model
 ``base_blocks/*``, ``loss/loss.py``, ``train.py``); released weights ``checkpoint/SIBA_epoch60.pth``
 (load them with ``fusionlib.checkpoints.load_siba_released``).
 
-The idea: an infrared image already *is* an attention map (hot objects are what a classifier's Grad-CAM
-lights up). So the raw source image, lifted to C channels by a CBSM, is the **query** of a channel
-cross-attention whose keys and values are the other modality's features. I-SCA (source infrared cross
-attention) takes the query from the infrared image and K, V from the visible features; V-SCA mirrors it.
+The idea: an infrared image already *is* an attention map. The paper's evidence (Fig. 1a, b) is Grad-CAM
+of an ImageNet ResNet-50 on two *visible* photos of dogs; infrared images are "strikingly similar" to such
+maps (Fig. 1c, e), hot regions playing the "important areas". So the raw source image, lifted to C channels
+by a CBSM, is the **query** of a channel cross-attention whose keys and values are the other modality's
+features. I-SCA (source infrared cross attention) takes the query from the infrared image and K, V from the
+visible features; V-SCA mirrors it.
 Each image and its negative ``1 - x`` both serve as queries, so there are four cross-attention blocks.
 
 Figure 2, as the released code builds it (C = 48, h = 8 heads)::
@@ -28,6 +30,16 @@ names); ``fusionlib.checkpoints.siba_key_map`` is the table. Switches:
 - ``query_layernorm=True``: the paper's text (the CBSM query "undergoes LN" before I-SCA/V-SCA); the
   released code feeds the raw CBSM output. Adds one LayerNorm (2C parameters) per cross-attention block.
 - SE bottlenecks use ``max(1, C // 16)`` units so that tiny test widths (C < 16) build.
+- The ablations of the paper's Sec. 4.3, as ``SIBAConfig`` fields (``ABLATIONS`` lists the rows):
+  ``sca="i_only"`` (Table 2: "utilize only I-SCA"; the two V-SCA blocks and their queries go),
+  ``sca="none"`` (Table 3 "w/o I/V-SCA": "directly removing the proposed modules"),
+  ``sca="restormer"`` (Table 3 "to Restormer": each SCA block becomes a RestormerBlock on the same
+  features, no query), ``query="parameters" | "conv1x1" | "conv3x3"`` (Table 4: "substitute CBSM with
+  Parameters, Conv1x1, and Conv3x3"). The paper does not say what a removed block leaves behind. Our default
+  ``removed_sca="identity"`` passes the features the block would have read to its slot of the concat, so the
+  fusion head stays as in Fig. 2 and the infrared branch still reaches the output under "I-SCA only";
+  ``removed_sca="drop"`` removes the slot instead (the head's input narrows; under "I-SCA only" the
+  infrared stem and Restormer block then feed nothing). No training code for the ablations was released.
 
 ``SIBA.forward_fast`` computes the same function about 1.7-2x faster on CPU, for inference
 (``fusionlib/models/siba_fast.py``: channels-last, shared LayerNorm/K-V work, folded attention).
@@ -46,7 +58,8 @@ from fusionlib.losses import gradient_max_loss, intensity_max_loss, laplacian_se
 from fusionlib.models._registry import register_model
 from fusionlib.recipes import Recipe
 
-__all__ = ["CBSM", "SCA", "SCABlock", "SIBA", "SIBAConfig", "SIBALoss", "SIBA_RECIPES", "PAPER", "train_siba"]
+__all__ = ["ABLATIONS", "CBSM", "ParameterQuery", "SCA", "SCABlock", "SIBA", "SIBAConfig", "SIBALoss", "SIBA_RECIPES",
+           "PAPER", "make_query", "quantize_output", "train_siba"]
 
 #: Numbers the paper reports (Tab. of complexity) and what the code measures (authors_code.md §2).
 PAPER = {"params_M": 0.565, "flops_G_128x128": 9.207, "params_code": 565_941}
@@ -178,6 +191,77 @@ class SIBAConfig:
     se_reduction: int = 16              # authors' code
     query_layernorm: bool = False       # False: the code; True: the paper's "query undergoes LN"
     in_channels: int = 1                # one luminance channel per modality
+    # ablations of the paper's Sec. 4.3 (the defaults are the full model of Fig. 2):
+    sca: str = "both"                   # "both" | "i_only" (Tab. 2) | "none", "restormer" (Tab. 3)
+    removed_sca: str = "identity"       # a removed SCA's slot: "identity" (its features) | "drop" (no slot)
+    query: str = "cbsm"                 # Tab. 4: "cbsm" | "parameters" | "conv1x1" | "conv3x3"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("sca", SCA_MODES), ("removed_sca", ("identity", "drop")), ("query", QUERY_KINDS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"SIBAConfig.{name}={getattr(self, name)!r}; expected one of {allowed}")
+
+    @property
+    def is_full_model(self) -> bool:
+        """True for Fig. 2's network (all four SCA blocks, CBSM queries), whatever the widths."""
+        return self.sca == "both" and self.query == "cbsm"
+
+
+#: ``SIBAConfig.sca``: which cross-attention slots hold a source-image cross attention.
+SCA_MODES = ("both", "i_only", "none", "restormer")
+#: ``SIBAConfig.query``: what lifts a source image to the C-channel query (Table 4's rows and CBSM).
+QUERY_KINDS = ("cbsm", "parameters", "conv1x1", "conv3x3")
+#: the four slots of the concat, in the released order: (block, features it reads, query image, is I-SCA)
+SLOTS = (("ca_ir2vi", "vi", "ir", True), ("ca_vi2ir", "ir", "vi", False),
+         ("ca_irI2vi", "vi", "irI", True), ("ca_viI2ir", "ir", "viI", False))
+#: the paper's ablation rows (Tables 2-4) as ``SIBAConfig`` overrides; the full model is ``{}``
+ABLATIONS: dict[str, dict[str, dict[str, str]]] = {
+    "Table 2": {"I-SCA only": {"sca": "i_only"}},
+    "Table 3": {"w/o I/V-SCA": {"sca": "none"}, "to Restormer": {"sca": "restormer"}},
+    "Table 4": {"Parameters": {"query": "parameters"}, "Conv1x1": {"query": "conv1x1"},
+                "Conv3x3": {"query": "conv3x3"}},
+}
+
+
+class ParameterQuery(nn.Module):
+    """Table 4's "Parameters": the image copied to C channels, each copy scaled by a learnt weight.
+
+    ``query[:, c] = w_c · image`` with ``w`` initialised to ones (no bias; a 1x1 conv from one channel is
+    the same map plus a bias, Table 4's "Conv1x1"). No activation, no SE: the paper's point (Sec. 3.2) is
+    that such a lift leaves the "multi-channel feature space ... in the initial state".
+
+    Shape:
+        image (B, 1, H, W) -> (B, C, H, W)
+
+    Examples:
+        >>> ParameterQuery(dim=4)(torch.ones(1, 1, 2, 2)).shape
+        torch.Size([1, 4, 2, 2])
+    """
+
+    def __init__(self, *, dim: int, in_channels: int = 1) -> None:
+        super().__init__()
+        if in_channels != 1:
+            raise ValueError("ParameterQuery lifts a one-channel image")
+        self.weight = nn.Parameter(torch.ones(1, dim, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image * self.weight
+
+
+def make_query(kind: str, *, dim: int, in_channels: int = 1, reduction: int = 16) -> nn.Module:
+    """The module that lifts a source image to the C-channel query: CBSM (Eq. 1) or a Table 4 stand-in.
+
+    ``"conv1x1"`` / ``"conv3x3"`` are one ``nn.Conv2d(in_channels, dim, k)`` with bias (PyTorch's default
+    init), no activation: the paper names only the layer ("substitute CBSM with ... Conv1x1, and Conv3x3").
+    """
+    if kind == "cbsm":
+        return CBSM(dim=dim, in_channels=in_channels, reduction=reduction)
+    if kind == "parameters":
+        return ParameterQuery(dim=dim, in_channels=in_channels)
+    if kind in ("conv1x1", "conv3x3"):
+        k = 1 if kind == "conv1x1" else 3
+        return nn.Conv2d(in_channels, dim, k, padding=k // 2)
+    raise ValueError(f"unknown query kind {kind!r}; expected one of {QUERY_KINDS}")
 
 
 class SIBA(nn.Module):
@@ -207,18 +291,27 @@ class SIBA(nn.Module):
         self.stem_vi = ResSE(cfg.in_channels, c, reduction=r)
         self.sa_ir = nn.Sequential(*[RestormerBlock(**block) for _ in range(cfg.sa_depth)])
         self.sa_vi = nn.Sequential(*[RestormerBlock(**block) for _ in range(cfg.sa_depth)])
-        # the four queries: each source and its negative 1 - x ("I" = inverted)
-        self.cbsm_ir = CBSM(dim=c, in_channels=cfg.in_channels, reduction=r)
-        self.cbsm_irI = CBSM(dim=c, in_channels=cfg.in_channels, reduction=r)
-        self.cbsm_vi = CBSM(dim=c, in_channels=cfg.in_channels, reduction=r)
-        self.cbsm_viI = CBSM(dim=c, in_channels=cfg.in_channels, reduction=r)
+        # the four queries: each source and its negative 1 - x ("I" = inverted), then the four slots.
         # I-SCA: infrared queries, visible K/V.  V-SCA: visible queries, infrared K/V.
-        self.ca_ir2vi = SCABlock(**block, query_layernorm=cfg.query_layernorm)
-        self.ca_irI2vi = SCABlock(**block, query_layernorm=cfg.query_layernorm)
-        self.ca_vi2ir = SCABlock(**block, query_layernorm=cfg.query_layernorm)
-        self.ca_viI2ir = SCABlock(**block, query_layernorm=cfg.query_layernorm)
+        # Ablations (Sec. 4.3): a slot without SCA is a RestormerBlock on its features ("restormer"), its
+        # features unchanged ("identity"), or absent from the concat ("drop"); a slot without SCA has no query.
+        has_sca = {name: cfg.sca == "both" or (cfg.sca == "i_only" and is_i) for name, _, _, is_i in SLOTS}
+        query_of = {name: q for name, _, q, _ in SLOTS}
+        for q in ("ir", "irI", "vi", "viI"):  # creation order as released (same initial weights per seed)
+            if any(has_sca[n] for n, qq in query_of.items() if qq == q):
+                setattr(self, f"cbsm_{q}", make_query(cfg.query, dim=c, in_channels=cfg.in_channels, reduction=r))
+        for name in ("ca_ir2vi", "ca_irI2vi", "ca_vi2ir", "ca_viI2ir"):
+            if has_sca[name]:
+                setattr(self, name, SCABlock(**block, query_layernorm=cfg.query_layernorm))
+            elif cfg.sca == "restormer":
+                setattr(self, name, RestormerBlock(**block))
+        kept = [name for name, _, _, _ in SLOTS
+                if has_sca[name] or cfg.sca == "restormer" or cfg.removed_sca == "identity"]
+        if not kept:  # "none" with "drop": each modality's features once, [f_vi, f_ir]
+            kept = ["ca_ir2vi", "ca_vi2ir"]
+        self.slots: list[str] = kept  # concat order (released: ir2vi, vi2ir, irI2vi, viI2ir)
         # fusion head
-        self.fuse_conv = nn.Sequential(ResSE(4 * c, 2 * c, reduction=r), ResSE(2 * c, c, reduction=r))
+        self.fuse_conv = nn.Sequential(ResSE(len(self.slots) * c, 2 * c, reduction=r), ResSE(2 * c, c, reduction=r))
         self.out_conv = ResSE(c, cfg.in_channels, reduction=r, use_se=False)
         self.apply(_init_weights)
 
@@ -226,12 +319,32 @@ class SIBA(nn.Module):
         _check_pair(ir, vi, self.config.in_channels)
         f_ir = self.sa_ir(self.stem_ir(ir))  # (B, C, H, W)
         f_vi = self.sa_vi(self.stem_vi(vi))
-        ir2vi = self.ca_ir2vi(f_vi, self.cbsm_ir(ir))
-        irI2vi = self.ca_irI2vi(f_vi, self.cbsm_irI(1 - ir))
-        vi2ir = self.ca_vi2ir(f_ir, self.cbsm_vi(vi))
-        viI2ir = self.ca_viI2ir(f_ir, self.cbsm_viI(1 - vi))
-        f = self.fuse_conv(torch.cat([ir2vi, vi2ir, irI2vi, viI2ir], dim=1))  # (B, 4C, H, W) -> (B, C, H, W)
-        return self.out_conv(f)
+        if self.config.is_full_model:  # Fig. 2, as released
+            ir2vi = self.ca_ir2vi(f_vi, self.cbsm_ir(ir))
+            irI2vi = self.ca_irI2vi(f_vi, self.cbsm_irI(1 - ir))
+            vi2ir = self.ca_vi2ir(f_ir, self.cbsm_vi(vi))
+            viI2ir = self.ca_viI2ir(f_ir, self.cbsm_viI(1 - vi))
+            f = self.fuse_conv(torch.cat([ir2vi, vi2ir, irI2vi, viI2ir], dim=1))  # (B, 4C, H, W) -> (B, C, H, W)
+            return self.out_conv(f)
+        return self.out_conv(self.fuse_conv(torch.cat(self._slot_outputs(ir, vi, f_ir, f_vi), dim=1)))
+
+    def _slot_outputs(self, ir: torch.Tensor, vi: torch.Tensor, f_ir: torch.Tensor,
+                      f_vi: torch.Tensor) -> list[torch.Tensor]:
+        """The concat's inputs under an ablation (``self.slots``, released order), each (B, C, H, W)."""
+        feats = {"ir": f_ir, "vi": f_vi}
+        images = {"ir": ir, "irI": 1 - ir, "vi": vi, "viI": 1 - vi}
+        out = []
+        for name, feat, q, _ in SLOTS:
+            if name not in self.slots:
+                continue
+            block = getattr(self, name, None)
+            if isinstance(block, SCABlock):
+                out.append(block(feats[feat], getattr(self, f"cbsm_{q}")(images[q])))
+            elif block is not None:  # "to Restormer": self-attention on the same features, no query
+                out.append(block(feats[feat]))
+            else:  # removed ("w/o"): the features the block would have read
+                out.append(feats[feat])
+        return out
 
     def forward_fast(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """Same output as ``forward`` (< 1e-4), about 1.7-2x faster on CPU; inference only (no grad/hooks).
@@ -243,14 +356,20 @@ class SIBA(nn.Module):
         return siba_forward_fast(self, ir, vi)
 
     def laziness_blocks(self) -> dict[str, list[str]]:
-        """Functional blocks for ``fusionlib.laziness``: block name -> parameter-name prefixes."""
-        return {
+        """Functional blocks for ``fusionlib.laziness``: block name -> parameter-name prefixes.
+
+        Under an ablation, only the blocks and prefixes that exist ("cbsm" then holds the Table 4 stand-in).
+        """
+        blocks = {
             "stems": ["stem_ir.", "stem_vi."],
             "self_attention": ["sa_ir.", "sa_vi."],
             "cbsm": ["cbsm_ir.", "cbsm_irI.", "cbsm_vi.", "cbsm_viI."],
             "cross_attention": ["ca_ir2vi.", "ca_irI2vi.", "ca_vi2ir.", "ca_viI2ir."],
             "fusion_head": ["fuse_conv.", "out_conv."],
         }
+        names = [n for n, _ in self.named_parameters()]
+        blocks = {b: [p for p in ps if any(n.startswith(p) for n in names)] for b, ps in blocks.items()}
+        return {b: ps for b, ps in blocks.items() if ps}
 
 
 def _init_weights(m: nn.Module) -> None:
@@ -268,6 +387,34 @@ def _check_pair(ir: torch.Tensor, vi: torch.Tensor, channels: int) -> None:
             raise ValueError(f"SIBA: {name} must be (B, {channels}, H, W), got {shape}")
     if ir.shape != vi.shape:
         raise ValueError(f"SIBA: ir {tuple(ir.shape)} and vi {tuple(vi.shape)} must have the same shape")
+
+
+# --- Test-time output, as the authors' test.py writes it --------------------------------------------------
+def quantize_output(fused: torch.Tensor, mode: str = "floor") -> torch.Tensor:
+    """The fused image on the 8-bit grid, as a file would hold it, back in [0, 1]: ``(B, 1, H, W)`` -> same.
+
+    ``mode="floor"``: the authors' ``test.py`` clamps to [0, 1] and saves through torchvision's
+    ``ToPILImage``, which computes ``mul(255).byte()``: **truncation**, ``floor(255 f)``. ``mode="round"``:
+    ``floor(255 f + 0.5)``, what an ``im2uint8`` / a rounding PNG writer (and the metric toolbox on a float
+    image) does. A metric that quantises by rounding leaves either result unchanged, so this decides the
+    levels the metrics see. Not reproduced here: the authors' RGB rebuild (DePF matrix) before saving and the
+    toolbox's ``rgb2gray`` after reading; we quantise the Y channel directly.
+
+    Examples:
+        >>> f = torch.tensor([0.0, 0.5, 0.999, 1.2]).view(1, 1, 1, 4)
+        >>> (quantize_output(f, "floor") * 255).round().flatten().tolist()
+        [0.0, 127.0, 254.0, 255.0]
+        >>> (quantize_output(f, "round") * 255).round().flatten().tolist()
+        [0.0, 128.0, 255.0, 255.0]
+    """
+    f = fused.clamp(0, 1) * 255
+    if mode == "floor":
+        levels = torch.floor(f)
+    elif mode == "round":
+        levels = torch.floor(f + 0.5)
+    else:
+        raise ValueError(f"quantize_output: mode must be 'floor' or 'round', got {mode!r}")
+    return levels / 255
 
 
 # --- Loss ---------------------------------------------------------------------------------------------
@@ -315,16 +462,19 @@ SIBA_RECIPES: dict[str, Recipe] = {
         # each is drawn 270 times per epoch (own crop each time), so an epoch has the paper's mix of
         # scenes, 1080 MSRS : 200 RoadScene crops, 320 steps, from 4 MSRS scenes instead of 1083
         datasets=("msrs/train*270", "roadscene/train"),
-        notes="Afreshbird/SIBA train.py / args_SIBA.py; the released SIBA_epoch60.pth is this run's end"),
+        notes="Afreshbird/SIBA train.py / args_SIBA.py; the released SIBA_epoch60.pth is this run's end. "
+              "Paper/code: 1,083 + 200 pairs, batch 4, 321 steps/epoch (no drop_last) x 60 = 19,260 steps; "
+              "here 1,280 crops, 320 steps/epoch x 60 = 19,200"),
     "lab": Recipe(
         optimizer="adam", lr=1e-4, clip_grad_norm=0.01, batch_size=4, crop_size=128, crop_border=10,
         max_steps=500, datasets=("msrs/train*270", "roadscene/train"),
-        notes="paper optimiser, crops and mix of scenes (4 MSRS pairs x 270 + RoadScene), 500 steps: "
-              "minutes on one GPU, about 20 min on 2 CPU cores"),
+        notes="paper optimiser, crops and mix of scenes (4 MSRS pairs x 270 + RoadScene), 500 steps "
+              "(2.6 % of the paper's 19,260): minutes on one GPU, about 20 min on 2 CPU cores"),
     "smoke": Recipe(
         optimizer="adam", lr=1e-4, clip_grad_norm=0.01, batch_size=2, crop_size=64, crop_border=10,
         max_steps=4, datasets=("msrs/train",),
-        notes="CI: a handful of CPU steps on 64² crops; checks the loop runs, not the result"),
+        notes="CI: a handful of CPU steps on 64² crops (4 of the paper's 19,260 steps of 4x128²); checks the "
+              "loop runs, not the result"),
 }
 
 register_model("siba", SIBA, SIBAConfig())

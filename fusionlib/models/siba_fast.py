@@ -23,7 +23,8 @@ against the reference and the authors' golden outputs (< 1e-4; ``tests/test_siba
 
 Use it through ``SIBA.forward_fast`` under ``torch.inference_mode()``; it supports the released
 configuration family (WithBias LayerNorm, one-channel images; any ``dim``, ``num_heads``, ``sa_depth``,
-``bias``, ``query_layernorm``) and falls back to ``SIBA.forward`` otherwise (``BiasFree`` LayerNorm).
+``bias``, ``query_layernorm``) and falls back to ``SIBA.forward`` otherwise (``BiasFree`` LayerNorm, the
+Table 2-4 ablations).
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ _CL = torch.channels_last
 
 
 def fast_path_supported(model: nn.Module, **infer_kwargs: object) -> bool:
-    """True when ``siba_forward_fast`` computes ``model.forward`` (WithBias LayerNorm, 1-channel images)."""
+    """True when ``siba_forward_fast`` computes ``model.forward`` (WithBias LayerNorm, 1-channel images,
+    the full model of Fig. 2: no Table 2-4 ablation)."""
     cfg = model.config
-    return cfg.LayerNorm_type == "WithBias" and cfg.in_channels == 1
+    return cfg.LayerNorm_type == "WithBias" and cfg.in_channels == 1 and getattr(cfg, "is_full_model", True)
 
 
 # --- layout helpers: features are (B, H, W, C) contiguous ---------------------------------------------
