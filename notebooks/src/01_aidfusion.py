@@ -69,6 +69,8 @@ from fusionlib.probes import capture
 from fusionlib.train import make_loader
 
 S = setup(seed=seed, device=device, profile=profile, out_dir=out_dir, threads=threads)
+if not isinstance(ablation, bool):      # `runner -p ablation=False` passes the string "False"
+    ablation = str(ablation).strip().lower() in ("1", "true", "yes")
 BUDGETS = {  # train crop px, batch, epochs, steps per epoch (None: full), eval crop (None: full image), eval pairs
     "smoke": dict(crop=64, batch=4, epochs=10, steps=2, eval_crop=(192, 256), n_eval=2, walk_crop=96,
                   fig1c_crop=(96, 128)),
