@@ -123,6 +123,25 @@ def _set_aside_previous(out_dir: Path) -> None:
         p.rename(prev / p.name)
 
 
+def parse_param_value(text: str) -> Any:
+    """A ``-p KEY=VALUE`` value as the notebook expects it: ``True``/``False``/``None``, ints, floats and
+    Python literals (lists, dicts, quoted strings) are parsed, anything else stays a string (a path).
+
+    Examples:
+        >>> parse_param_value("False"), parse_param_value("12"), parse_param_value("/data/x.pth")
+        (False, 12, '/data/x.pth')
+    """
+    import ast
+
+    low = {"true": True, "false": False, "none": None, "null": None}
+    if text.strip().lower() in low:
+        return low[text.strip().lower()]
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def run_notebook(nb: str | Path, out_root: str | Path, *, profile: str = "auto",
                  parameters: dict[str, Any] | None = None, progress: bool = True,
                  timeout: int | None = None) -> Path:
@@ -190,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --param expects KEY=VALUE, got {kv!r}", file=sys.stderr)
             return 2
         key, value = kv.split("=", 1)
-        extra[key] = value
+        extra[key] = parse_param_value(value)
     why = ("set by --profile" if args.profile != "auto"
            else "auto: GPU found" if profile == "lab" else "auto: no GPU, CPU smoke run")
     print(f"profile {profile!r} ({why}); {len(notebooks)} notebook(s) -> {args.out}/")

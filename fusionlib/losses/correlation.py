@@ -1,9 +1,10 @@
 """Pearson correlation between images, and a correlation loss (AIDFusion's "corr" term).
 
-AIDFusion (AAAI'26) names a correlation term in its adaptive collaborative fusion loss
-L_ACF = alpha * corr + beta * grad + gamma * int (per level). No code is public and the weights are not
-given, so the form used here is our stated choice: one minus the weighted mean of the per-sample
-Pearson correlations of the fused image with each source (``1 - (r(F, ir) + r(F, vi)) / 2``).
+AIDFusion (AAAI'26) prints its correlation term as Eq. 3, ``L_corr = 1 / (corr_IR + corr_VI + eps)``;
+that form (with its guard) is :func:`fusionlib.diils.corr_loss_paper`. The form here is **ours**, not the
+paper's, kept as the switch ``corr_form="linear"`` of DIILS: one minus the weighted mean of the per-sample
+Pearson correlations of the fused image with each source (``1 - (r(F, ir) + r(F, vi)) / 2``), bounded and
+defined when the correlations sum to zero or less. No code was released and Eq. 2's weights are not given.
 """
 
 from __future__ import annotations
