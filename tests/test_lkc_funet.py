@@ -185,3 +185,85 @@ def test_train_tiny_two_steps(tmp_path):
                            callbacks=[tr], progress=False, out_dir=None)
     assert len(hist.epochs) == 1 and np.isfinite(hist.epochs[0]["loss"])
     assert {r["block"] for r in tr.records} == set(m.laziness_blocks())
+
+
+# --- the paper's recipe, the 40-pair subset and the kernel x normalisation grid ------------------------
+def test_paper_recipe_step_counts():
+    from fusionlib.models.lkc_funet import PAPER_RECIPE, paper_steps
+
+    r = PAPER_RECIPE
+    # 40 pairs at batch 32 with drop_last: one step per epoch, so 1000 epochs are 1000 steps
+    assert paper_steps(r["train_pairs_mif"], r["batch_size"], r["epochs"]) == 1000
+    assert paper_steps(r["train_pairs_ivif"], r["batch_size"], r["epochs"]) == 33 * 1000
+    assert paper_steps(96, 32, 1000) == 3000 and paper_steps(40, 32, 10, drop_last=False) == 20
+    assert (r["batch_size"], r["crop_size"], r["lr"]) == (LKC_RECIPES["paper"].batch_size,
+                                                        LKC_RECIPES["paper"].crop_size, LKC_RECIPES["paper"].lr)
+    with pytest.raises(ValueError):
+        paper_steps(0, 32, 1)
+
+
+def test_balanced_subset():
+    from fusionlib.models.lkc_funet import balanced_subset
+
+    idx = balanced_subset([11, 22, 63], 40)
+    assert [len(i) for i in idx] == [11, 15, 14] and sum(map(len, idx)) == 40
+    assert idx[0] == list(range(11))                                   # the small set gives all it has
+    assert all(len(set(i)) == len(i) and max(i) < n for i, n in zip(idx, [11, 22, 63]))
+    assert idx[2][0] == 0 and idx[2][-1] == 62                         # spread over the whole set
+    assert balanced_subset([3, 5], 8) == [[0, 1, 2], [0, 1, 2, 3, 4]]
+    with pytest.raises(ValueError):
+        balanced_subset([3, 5], 9)
+
+
+def test_loader_with_the_papers_40_pairs_new_crops_each_epoch():
+    from fusionlib.models.lkc_funet import lkc_loader
+
+    ld = lkc_loader(LKC_RECIPES["paper"], seed=0, pairs=40, crop=16)
+    assert len(ld.dataset) == 40 and len(ld) == 1                      # one step of 32 per epoch
+    assert len(ld.dataset.names) == 40 and ld.dataset.names[:11] == ld.dataset.dataset.names[:11]  # all 11 CT pairs
+    ld.set_epoch(0)
+    a = ld.dataset[5]["ir"].clone()
+    ld.set_epoch(1)
+    b = ld.dataset[5]["ir"]
+    assert a.shape == b.shape == (1, 16, 16) and not torch.equal(a, b)  # set_epoch reaches the crops
+
+
+@pytest.mark.parametrize("kmax", [3, 7, 15])
+def test_kernel_sets_build_and_use_their_kernels(kmax):
+    from fusionlib.models.lkc_funet import KERNEL_SETS
+
+    m = LKCFUNet(stem=8, width=16, norm_groups=4, init_norm="gn", init_groups=2, block_norm="gn",
+                 **KERNEL_SETS[kmax]).eval()
+    assert m.init_block.conv.kernel_size == (kmax, kmax)
+    assert max(p.shape[-1] for p in m.parameters() if p.ndim == 4) == kmax
+    assert m.init_block.norm.num_groups == 2                           # a GN InitBlock that is not IN
+    out = m(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16))
+    assert out.shape == (1, 1, 16, 16) and torch.isfinite(out).all()
+
+
+def test_groupnorm_with_one_channel_per_group_is_instancenorm():
+    from fusionlib.models.lkc_funet import make_norm
+
+    x = torch.randn(3, 32, 9, 9) * torch.linspace(0.1, 5, 32)[:, None, None] + 2
+    gn, inn = make_norm("gn", 32, 32), make_norm("in", 32)
+    with torch.no_grad():
+        gn.weight.normal_(), gn.bias.normal_()
+        inn.weight.copy_(gn.weight), inn.bias.copy_(gn.bias)
+    torch.testing.assert_close(gn(x), inn(x), atol=1e-5, rtol=0)
+    assert (make_norm("gn", 32, 8)(x) - make_norm("in", 32)(x)).abs().max() > 0.1  # 8 groups of 4 is not IN
+
+
+def test_skip_fusion_concat_replaces_the_mpafm():
+    from fusionlib.models.lkc_funet import ConcatSkip
+
+    m = LKCFUNet(**TINY, kernels=(5, 3, 3), mid_kernel=3, init_kernel=5, skip_fusion="concat").eval()
+    full = LKCFUNet(**TINY, kernels=(5, 3, 3), mid_kernel=3, init_kernel=5).eval()
+    assert m.mpafms() == [] and len(full.mpafms()) == 3
+    assert _count(full) - _count(m) == sum(_count(x) for x in full.mpafms()) > 0
+    d, e = torch.randn(1, 16, 4, 4), torch.randn(1, 16, 4, 4)
+    assert torch.equal(ConcatSkip()(d, e), torch.cat([d, e], 1))
+    out = m(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16))
+    assert out.shape == (1, 1, 16, 16) and torch.isfinite(out).all()
+    assert _count(_meta()) == 41_174_438                                # the default keeps the MPAFM
+    with pytest.raises(ValueError, match="skip_fusion"):
+        LKCFUNet(skip_fusion="sum")

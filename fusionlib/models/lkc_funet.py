@@ -35,6 +35,9 @@ Normalisation (``init_norm``, ``block_norm``, ``attn_norm``):
 - ``attn_norm="bn"``: the MPAFM's three BatchNorms, as released, in both variants (the paper's
   normalisation claim is about the feature path). ``"gn"`` replaces them with GroupNorm.
 
+Skip fusion (``skip_fusion``): ``"mpafm"`` (default, paper and code) or ``"concat"`` (a plain UNet skip,
+``cat[dec, skip]``, for Table 2's row j without the MPAFM).
+
 MPAFM roles (``mpafm_roles``): ``"code"`` (default) runs channel attention on the **decoder** tensor,
 spatial attention on the encoder skip, and recalibrates the decoder tensor, as released; ``"paper"``
 swaps them as the paper's Eqs. 1-7 write it (C(e), S(d), A ⊙ e).
@@ -57,7 +60,8 @@ from fusionlib.recipes import Recipe
 
 __all__ = [
     "DropPath", "make_norm", "InitBlock", "LKCBlock", "LKDCBlock", "MPAFM", "LKCFUNetConfig", "LKCFUNet",
-    "lkc_key_map", "load_lkc_golden", "LKC_RECIPES", "train_lkc_funet", "lkc_loader", "PAPER",
+    "lkc_key_map", "load_lkc_golden", "LKC_RECIPES", "train_lkc_funet", "lkc_loader", "PAPER", "PAPER_RECIPE",
+    "KERNEL_SETS", "paper_steps", "balanced_subset", "ConcatSkip",
 ]
 
 #: Numbers the paper reports (Tables 4, 5, 7) and what the authors' code measures (authors_code.md §3).
@@ -66,6 +70,39 @@ PAPER = {
     "flops_G_256": 4050, "code_gflops_256": 4046.2, "code_gmac_256": 2023.1,
     "time_ms_gpu_256": 230, "time_ms_cpu_256": 3210, "authors_cpu_2threads_s_256": 43.0,
 }
+
+#: The paper's training recipe (Sec. 4.1.1 and 4.2.1), for the recipe tables; the step counts follow from
+#: these with the released ``drop_last=True`` loader (one random crop per pair per epoch).
+PAPER_RECIPE = {
+    "train_pairs_mif": 40,     # "We trained on 40 pairs of images containing all modalities" (Sec. 4.1.1)
+    "train_pairs_ivif": 1083,  # "We trained the model on 1083 pairs of images from MSRS" (Sec. 4.2.1)
+    "batch_size": 32,          # "randomly cropped into 64 x 64 patches with a batch size of 32"
+    "crop_size": 64,
+    "epochs": 1000,            # "We train the network for 1000 epochs using the Adam optimizer"
+    "lr": 1e-4,                # "with an initial learning rate of 1e-4" (released train.py: 2e-4)
+}
+
+#: Kernel sets of the kernel x normalisation grid: the largest kernel -> (InitBlock, stages, mid) kernels.
+#: 15 is the paper's ("15, 11, 5, and 5", Sec. 3.2); 3 is our reading of Table 2's "LKC x" rows (the paper
+#: does not say what replaces the large kernels); 7 is an intermediate set of ours.
+KERNEL_SETS: dict[int, dict[str, Any]] = {
+    3: dict(init_kernel=3, kernels=(3, 3, 3), mid_kernel=3),
+    7: dict(init_kernel=7, kernels=(7, 5, 3), mid_kernel=3),
+    15: dict(init_kernel=15, kernels=(15, 11, 5), mid_kernel=5),
+}
+
+
+def paper_steps(pairs: int, batch_size: int, epochs: int, *, drop_last: bool = True) -> int:
+    """Optimiser steps of ``epochs`` passes over ``pairs`` pairs at ``batch_size`` (one crop per pair per epoch).
+
+    Examples:
+        >>> paper_steps(40, 32, 1000), paper_steps(1083, 32, 1000), paper_steps(96, 32, 1000)
+        (1000, 33000, 3000)
+    """
+    if pairs <= 0 or batch_size <= 0 or epochs <= 0:
+        raise ValueError(f"paper_steps: pairs, batch_size, epochs must be > 0, got {pairs, batch_size, epochs}")
+    per = pairs // batch_size if drop_last else -(-pairs // batch_size)
+    return per * epochs
 
 
 # --- generic layers ---------------------------------------------------------------------------------
@@ -163,7 +200,7 @@ class InitBlock(nn.Module):
 
 # --- LKCBlock: residual block of two full large-kernel convolutions --------------------------------
 class LKCBlock(nn.Module):
-    """Large-kernel convolution block (authors' ``ResnetBlock``), Sec. 3.3, Eq. 3.
+    """Large-kernel convolution block (authors' ``ResnetBlock``, the paper's "LKCBlock"), Sec. 3.2 (no equation).
 
     ``h = conv1(relu(norm1(x)))``; ``y = conv2(dropout(relu(norm2(h)))) + skip(x)`` where conv1, conv2 are
     **full** (dense) k x k convolutions with bias and padding k // 2, the norms are GroupNorm(32) as
@@ -203,7 +240,7 @@ class LKCBlock(nn.Module):
 
 # --- LKDCBlock: RepLKNet block with a depthwise large kernel ----------------------------------------
 class LKDCBlock(nn.Module):
-    """Large-kernel depthwise convolution block (a RepLKNet block, authors' ``RepLKBlock``), Sec. 3.3, Eq. 4.
+    """Large-kernel depthwise convolution block (a RepLKNet block, authors' ``RepLKBlock``), Sec. 3.2 (no equation).
 
     ``y = x + droppath(pw2_norm(pw2( relu(dw_norm(dw( relu(pw1_norm(pw1(pre_norm(x)))) ))) )))`` with
     pw1: 1x1 conv C -> E (no bias), dw: depthwise k x k conv on E channels (no bias, padding k // 2),
@@ -249,7 +286,7 @@ class LKDCBlock(nn.Module):
 
 # --- MPAFM -----------------------------------------------------------------------------------------
 class MPAFM(nn.Module):
-    """Multi-path adaptive fusion module (authors' ``MultiScaleGatedAttn``, from MSA²Net), Sec. 3.4, Eqs. 1-7.
+    """Multi-path adaptive fusion module (authors' ``MultiScaleGatedAttn``, from MSA²Net), Sec. 3.3, Eqs. 1-7.
 
     With ``x`` the tensor that gets channel attention and is recalibrated, ``g`` the one that gets spatial
     attention (code roles: x = decoder, g = encoder skip; ``roles="paper"`` swaps them: x = skip)::
@@ -349,6 +386,7 @@ class LKCFUNetConfig:
     block_norm: str = "gn"                    # "gn": GN(32) in LKC, GN(1) in LKDC (paper & code) | "bn"
     attn_norm: str = "bn"                     # MPAFM norms: "bn" (code) | "gn"
     mpafm_roles: str = "code"                 # "code" | "paper"
+    skip_fusion: str = "mpafm"                # "mpafm" (paper & code) | "concat": cat[dec, skip] (Table 2 row j)
 
 
 class _EncoderStage(nn.Module):
@@ -369,11 +407,23 @@ class _Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
+class ConcatSkip(nn.Module):
+    """The plain UNet skip that replaces the MPAFM in Table 2's row j ("MPAFM ×"): ``cat[dec, skip]``.
+
+    The paper does not say what replaces the MPAFM; a concatenation keeps the 2C channels the next LKC
+    block expects (our reading). No parameters. Shape: dec, skip (B, C, H, W) -> (B, 2C, H, W).
+    """
+
+    def forward(self, dec: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return torch.cat([dec, skip], dim=1)
+
+
 class _DecoderStage(nn.Module):
     def __init__(self, cfg: LKCFUNetConfig, k: int, n_lkdc: int, up: bool) -> None:
         super().__init__()
         c, bn = cfg.width, cfg.block_norm
-        self.mpafm = MPAFM(c, reduction=cfg.ca_reduction, norm=cfg.attn_norm, roles=cfg.mpafm_roles)
+        self.mpafm = (MPAFM(c, reduction=cfg.ca_reduction, norm=cfg.attn_norm, roles=cfg.mpafm_roles)
+                      if cfg.skip_fusion == "mpafm" else ConcatSkip())
         self.lkc = LKCBlock(2 * c, c, k, norm=bn, groups=cfg.norm_groups, dropout=cfg.dropout)
         self.lkdc = nn.Sequential(*[LKDCBlock(c, k, ratio=cfg.lkdc_ratio, norm="ln" if bn == "gn" else bn,
                                               drop_path=cfg.drop_path) for _ in range(n_lkdc)])
@@ -403,7 +453,8 @@ class LKCFUNet(nn.Module):
         super().__init__()
         cfg = LKCFUNetConfig(**overrides) if config is None else dataclasses.replace(config, **overrides)
         for name, allowed in (("init_norm", ("in", "bn", "gn")), ("block_norm", ("gn", "bn")),
-                              ("attn_norm", ("bn", "gn")), ("mpafm_roles", ("code", "paper"))):
+                              ("attn_norm", ("bn", "gn")), ("mpafm_roles", ("code", "paper")),
+                              ("skip_fusion", ("mpafm", "concat"))):
             if getattr(cfg, name) not in allowed:
                 raise ValueError(f"LKCFUNetConfig.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
         if len(cfg.kernels) < 1:
@@ -469,8 +520,8 @@ class LKCFUNet(nn.Module):
         }
 
     def mpafms(self) -> list[MPAFM]:
-        """The decoder's MPAFMs, deepest first (16², 32², 64² at a 64² input)."""
-        return [st.mpafm for st in self.decoder]
+        """The decoder's MPAFMs, deepest first (16², 32², 64² at a 64² input); empty for ``skip_fusion="concat"``."""
+        return [st.mpafm for st in self.decoder if isinstance(st.mpafm, MPAFM)]
 
 
 # --- the authors' state_dict keys -> ours ------------------------------------------------------------
@@ -604,14 +655,63 @@ LKC_RECIPES: dict[str, Recipe] = {
 }
 
 
+class _PairSubset(torch.utils.data.Subset):
+    """A ``Subset`` of a pair dataset that forwards ``set_epoch`` (new random crops every epoch) and ``names``."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    @property
+    def names(self) -> list[str]:
+        return [self.dataset.names[i] for i in self.indices]
+
+
+def balanced_subset(sizes: Sequence[int], n: int) -> list[list[int]]:
+    """Indices of ``n`` items drawn from sets of the given sizes, as evenly over the sets as their sizes allow.
+
+    Each set gives ``n / len(sizes)`` items (a small set gives all it has and the rest goes to the others),
+    evenly spaced within the set. Returns one sorted index list per set.
+
+    Examples:
+        >>> [len(i) for i in balanced_subset([11, 22, 63], 40)]
+        [11, 15, 14]
+        >>> balanced_subset([3, 5], 4)
+        [[0, 2], [0, 4]]
+    """
+    if not 0 < n <= sum(sizes):
+        raise ValueError(f"balanced_subset: n must be in 1..{sum(sizes)}, got {n}")
+    quota, left, open_ = [0] * len(sizes), n, list(range(len(sizes)))
+    while left:
+        share = max(1, left // len(open_))
+        for i in list(open_):
+            take = min(share, sizes[i] - quota[i], left)
+            quota[i] += take
+            left -= take
+            if quota[i] == sizes[i]:
+                open_.remove(i)
+            if not left:
+                break
+    return [sorted({round(j * (s - 1) / max(q - 1, 1)) for j in range(q)}) if q else [] for s, q in zip(sizes, quota)]
+
+
 def lkc_loader(recipe: Recipe, *, seed: int = 0, batch_size: int | None = None, crop: int | None = None,
-               data_dir: str | Path | None = None):
-    """The recipe's training loader on the bundled sets: random crops, h/v flips, drop_last (train.py)."""
+               data_dir: str | Path | None = None, pairs: int | None = None):
+    """The recipe's training loader on the bundled sets: random crops, h/v flips, drop_last (train.py).
+
+    ``pairs``: train on that many pairs only, spread over the recipe's sets by :func:`balanced_subset` (the
+    paper trains on 40 Harvard pairs "containing all modalities", ``PAPER_RECIPE["train_pairs_mif"]``;
+    the bundle has 96). None: every bundled pair.
+    """
     from fusionlib.data import bundled_concat, collate_pairs
     from fusionlib.train import make_loader
 
     ds = bundled_concat(*recipe.datasets, crop=crop or recipe.crop_size, mode="train", hflip=True, vflip=True,
                         seed=seed, cache=True, data_dir=data_dir)
+    if pairs is not None:
+        sizes = [len(p) for p in ds.datasets]
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        ds = _PairSubset(ds, [o + j for o, idx in zip(offsets, balanced_subset(sizes, pairs)) for j in idx])
     bs = batch_size or recipe.batch_size
     return make_loader(ds, min(bs, len(ds)), shuffle=True, seed=seed, drop_last=True, collate_fn=collate_pairs)
 
