@@ -67,8 +67,8 @@ def correlation_loss(
 
     Examples:
         >>> ir = torch.rand(2, 1, 8, 8)
-        >>> correlation_loss(ir, ir, 2 * ir + 1, reduction="none")
-        tensor([0., 0.])
+        >>> correlation_loss(ir, ir, 2 * ir + 1, reduction="none").abs().max() < 1e-6  # float rounding only
+        tensor(True)
     """
     check_images("correlation_loss", fused=fused, ir=ir, vi=vi)
     check_reduction("correlation_loss", reduction)
