@@ -32,6 +32,7 @@ out_dir = "../runs/02_siba"
 epochs = None           # None: the profile's budget
 checkpoint = None       # path to the authors' SIBA_epoch60.pth; when given, the released weights are evaluated too
 quantize = "floor"      # how a fused image becomes 8-bit before the metrics: "floor" (authors' test.py) | "round"
+ablation_steps = None   # steps per §10b ablation row; None: the profile's (lab: §7's 500, six more runs)
 
 # %% [markdown]
 # ## 1 · Setup
@@ -917,7 +918,8 @@ fig
 # Each row is trained from the same seed, data order and recipe as §7 for the budget printed below, and
 # evaluated on the bundled MSRS test pairs as §10 does (same pairs, crop and `quantize`). Under `lab` and
 # `paper` §7's run is the full model's row and every ablation trains as long (on a CPU that is six more
-# §7 trainings); under smoke every row, the full model included, trains a few steps, so the rows differ
+# §7 trainings; the parameter `ablation_steps` sets another length, and then the full model is retrained
+# at it too); under smoke every row, the full model included, trains a few steps, so the rows differ
 # by initialisation and noise, not by what the paper measures. The paper's rows come from
 # `paper_numbers.paper_table("siba", …)` (paper text); its SSIM column is the toolbox's MEF-SSIM, which we do
 # not compute, so it is dropped. Beside the values: each row's difference to its table's full model, the
@@ -925,10 +927,14 @@ fig
 
 # %%
 abl_budget = B["abl"] or {"epochs": B["epochs"], "steps": B["steps"], "crop": B["crop"]}
+reuse_full = B["abl"] is None and not ablation_steps
+if ablation_steps:  # a shorter (or longer) run per row, the full model retrained at the same budget
+    per = min(int(ablation_steps), len(loader.dataset) // B["batch"])
+    abl_budget = {"epochs": -(-int(ablation_steps) // per), "steps": per, "crop": abl_budget["crop"]}
 variants = {"full model": {}, **{row: ov for rows_ in ABLATIONS.values() for row, ov in rows_.items()}}
 abl_models, t_abl = {}, time.perf_counter()
 for label, ov in tqdm(variants.items(), desc="ablation runs", leave=False):
-    if label == "full model" and B["abl"] is None:
+    if label == "full model" and reuse_full:
         abl_models[label] = net                      # §7's run, same budget
         continue
     ld = recipe_loader(SIBA_RECIPES["paper"], seed=seed, batch_size=B["batch"], crop=abl_budget["crop"])
@@ -956,7 +962,8 @@ for nm in msrs.names[:B["n_eval"]] if B["n_eval"] else msrs.names:
 ours_abl = pd.DataFrame(abl_rows).groupby("row", sort=False)[list(abl_cols.values())].mean()
 ours_abl.columns = list(abl_cols)                    # the paper's column names
 print(f"{len(abl_models)} rows x {abl_steps} steps of {B['batch']}x{abl_budget['crop']}² crops "
-      f"({'§7 budget' if B['abl'] is None else 'smoke ablation budget'}), {len(abl_rows) // len(abl_models)} "
+      f"({'§7 budget, §7 run as the full model' if reuse_full else 'own budget, full model retrained'}), "
+      f"{len(abl_rows) // len(abl_models)} "
       f"MSRS pairs, quantize={quantize!r}; trained in {t_abl_train:.1f} s")
 
 ABL = {}
