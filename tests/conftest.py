@@ -42,3 +42,13 @@ def _few_threads():
 @pytest.fixture(autouse=True)
 def _doctest_torch(doctest_namespace):
     doctest_namespace["torch"] = torch
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: small models are thousands of tiny ops that only contend for threads on a
+    shared CPU (several times faster this way). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

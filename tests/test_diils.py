@@ -15,13 +15,7 @@ from fusionlib.diils import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small convolutions only contend for threads on a shared CPU: run each test on one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 # --- PHO, Eq. 1 ---------------------------------------------------------------------------------------------

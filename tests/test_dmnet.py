@@ -33,13 +33,7 @@ def dm():
     return module
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are thousands of tiny ops; one intra-op thread is several times faster on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 # fewer blocks and levels than dmnet_tiny, for the tests where only the wiring matters (the machine is small)
