@@ -31,8 +31,9 @@ golden output), 1.4e-5 at 256x256; in float64 the FFT convolution matches ``F.co
 
 Measured (``benchmarks/bench_lkc_funet.py``: released variant, seeded random init, batch 1, float32,
 256x256, 2 threads; readable and fast interleaved in one process, 3 runs each, on the shared 2-core CPU
-box with a load average of 12-17): readable min 322 s, fast min 86 s wall, **3.77x** (process CPU time
-57.3 s vs 16.9 s, 3.40x). On an idle machine the readable path takes ~32 s (issue #23).
+box, 2026-12-07), two runs: load average 12-17: readable min 322 s, fast min 86 s wall, **3.77x**
+(process CPU time 57.3 s vs 16.9 s, 3.40x); load average 7-10: readable min 130 s, fast min 36 s,
+**3.61x** (CPU time 58.6 s vs 15.6 s, 3.76x). On an idle machine the readable path takes ~32 s (issue #23).
 
 Where it stops paying off:
 
