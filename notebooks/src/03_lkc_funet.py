@@ -8,7 +8,8 @@
 # `LKDCBlock`, `MPAFM`, `LKCFUNet`, `LKC_RECIPES`, `train_lkc_funet`), [`fusionlib.losses.lkc`](../fusionlib/losses/lkc.py)
 # (`LKCLoss`), plus the shared `metrics`, `stats`, `profiling`, `laziness`, `viz`.
 #
-# **Idea in one paragraph.** Medical images are sparse: a CT slice is mostly black with a thin bright
+# **Idea in one paragraph** (the paper's argument; §6 measures it at initialisation and tests the
+# kernel claim on a small grid). Medical images are sparse: a CT slice is mostly black with a thin bright
 # skull, a PET slice is a few coloured blobs. Batch normalisation standardises every channel with the
 # mean and variance of a *batch of different images*, so a dark CT slice in a batch with bright PET
 # slices is pushed below zero, and the ReLU that follows wipes out its sparse structures. The paper
@@ -68,7 +69,7 @@ BUDGETS = {  # sizes in px; steps = optimiser steps; None = the whole set / full
     "smoke": dict(walk_crop=64, epochs=2, steps=1, train_pairs=None, abl_steps=2, abl_batch=2, abl_crop=16,
                   abl_width=16, abl_eval_crop=48, abl_eval_n=1, norm_crop=128, erf_crop=48, erf_images=2, n_eval=1,
                   eval_crop=48, lat_size=48, att_crop=48),
-    "lab": dict(walk_crop=64, epochs=20, steps=30, train_pairs=None, abl_steps=300, abl_batch=8, abl_crop=64,
+    "lab": dict(walk_crop=64, epochs=50, steps=None, train_pairs=None, abl_steps=300, abl_batch=8, abl_crop=64,
                 abl_width=32, abl_eval_crop=None, abl_eval_n=None, norm_crop=None, erf_crop=128, erf_images=8,
                 n_eval=None, eval_crop=None, lat_size=256, att_crop=256),
     "paper": dict(walk_crop=64, epochs=1000, steps=None, train_pairs=PAPER_RECIPE["train_pairs_mif"], abl_steps=2000, abl_batch=32, abl_crop=64,
