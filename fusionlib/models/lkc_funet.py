@@ -639,13 +639,15 @@ LKC_RECIPES: dict[str, Recipe] = {
         optimizer="adam", lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0,  # paper: Adam 1e-4 (code: 2e-4)
         scheduler="none",                                                # train.py: no scheduler
         batch_size=32, crop_size=64, epochs=1000,                        # paper & train.py; drop_last
-        datasets=_MED,                                                   # Harvard train pairs (bundled: 96)
+        datasets=_MED,                                                   # bundled: 96 pairs; paper: 40
         notes="medical: paper Sec. 4.1 + HeDan-11/LKC-FUNet train.py; random 64² crop per image per epoch, "
-              "h/v flips p=0.5; [0,1] in train and test. Code uses lr 2e-4: pass a replaced Recipe to match"),
+              "h/v flips p=0.5; [0,1] in train and test. Code uses lr 2e-4: pass a replaced Recipe to match. "
+              "The paper's 40 training pairs: lkc_loader(..., pairs=40) (1000 steps of 32; all 96: 3000)"),
     "paper_ivif": Recipe(
         optimizer="adam", lr=1e-4, batch_size=32, crop_size=64, epochs=1000, datasets=("msrs",),
         notes="IVIF: MSRS training pairs with the medical schedule (the repo has no IVIF recipe; the paper "
-              "names MSRS); bundled msrs has 4 training pairs only"),
+              "names MSRS); bundled msrs has 4 training pairs only, so lkc_loader's batch becomes 4 (1000 steps "
+              "of 4, against the paper's 1083 pairs = 33,000 steps of 32)"),
     "lab": Recipe(
         optimizer="adam", lr=1e-4, batch_size=8, crop_size=64, max_steps=600, datasets=_MED,
         notes="paper optimiser and crops, 600 steps of 8 on one GPU (minutes)"),
