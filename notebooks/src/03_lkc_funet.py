@@ -692,6 +692,17 @@ mpafm_side = pd.DataFrame({"ours (narrow): MPAFM": grid.loc[("IN+GN", 15), ["fin
 RESULTS["mpafm_on_off"] = {k: {c: (None if pd.isna(x) else float(x)) for c, x in r.items()} for k, r in mpafm_side.iterrows()}
 mpafm_side.round(3)
 
+# %% [markdown]
+# The whole of Table 2 as transcribed, with its configuration columns; rows c–f and h use normalisations
+# the grid does not run (none, LN, BCN, IN everywhere, BN+GN).
+
+# %%
+t2_rec = paper_numbers.table_record("lkc_funet", "Table 2")
+t2_full = t2.copy()
+for j, col in reversed(list(enumerate(("Norm", "LKC", "MPAFM")))):
+    t2_full.insert(0, col, [r["config"][j] for r in t2_rec["rows"]])
+t2_full
+
 # %%
 gain = {}
 for nname in NORMS:
