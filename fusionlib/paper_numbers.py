@@ -106,12 +106,20 @@ def table_record(paper: str, table_id: str) -> dict[str, Any]:
     raise KeyError(f"{paper}: no table {table_id!r}; the paper's tables: {', '.join(table_ids(paper))}")
 
 
+def _cell(v: Any) -> Any:
+    """A transcribed cell: a float, NaN where unreadable, or the text of a text column (e.g. a ranking)."""
+    if v is None:
+        return math.nan
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
 def paper_table(paper: str, table_id: str, *, configs: bool = False):
     """One of ``paper``'s tables as a ``pandas.DataFrame``, values as printed in the paper.
 
     Index: the row labels of the transcription (method names as the paper prints them); columns: the
-    table's columns; unreadable cells are NaN. With ``configs=True`` an ablation table's check-mark
-    reading (``config_reading``) is added as a last column ``config`` where the transcription has one.
+    table's columns; unreadable cells are NaN, text columns (LKC-FUNet Table 7's ranking) stay text. With
+    ``configs=True`` an ablation table's configuration (its check marks, or the transcriber's reading of
+    garbled ones) is added as a last column ``config``.
     ``df.attrs``: ``paper``, ``table``, ``caption``, ``datasets``, ``notes``, ``own`` (the own-method
     row labels), ``direction`` (column -> "higher"/"lower"), ``source`` ("paper text, <table id>").
 
@@ -125,9 +133,12 @@ def paper_table(paper: str, table_id: str, *, configs: bool = False):
     t = table_record(paper, table_id)
     rows = {}
     for r in t["rows"]:
-        rec: dict[str, Any] = {c: (math.nan if v is None else float(v)) for c, v in zip(t["columns"], r["values"])}
+        rec: dict[str, Any] = {c: _cell(v) for c, v in zip(t["columns"], r["values"])}
         if configs and "config_columns" in t:
-            rec["config"] = r.get("config_reading", "")
+            cfg = r.get("config_reading", r.get("config", ""))
+            if isinstance(cfg, list):  # one mark per configuration column
+                cfg = ", ".join(f"{c} {m}" for c, m in zip(t["config_columns"], cfg))
+            rec["config"] = cfg
         rows[r["method"]] = rec
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "row (as printed)"

@@ -236,8 +236,10 @@ def improvement_rates(
 
     ``rate = s (method - baseline) / |baseline|`` (x100 with ``percent``), ``s = +1`` for
     higher-is-better metrics and ``-1`` otherwise, so a positive value is always an improvement
-    and 0 is "no change": the matrix is centred on 0, which is how LKC-FUNet's §4.3 heat map is
-    read (our reading; the paper gives no formula). ``center="mean"``/``"median"`` additionally
+    and 0 is "no change". This is a per-image relative change, **not** LKC-FUNet's Fig. 12 statistic:
+    the paper defines r as the share of samples that improve and plots r_c = (r - 0.5) x 2 in [-1, 1]
+    (§4.3: "0.44 indicates improvement in 72% of samples"); notebook 03 computes r_c itself.
+    ``center="mean"``/``"median"`` additionally
     subtracts each metric's mean/median over the images, to show which images gain more than
     usual. A zero baseline gives NaN.
 

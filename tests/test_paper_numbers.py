@@ -82,6 +82,10 @@ def test_conventions_name_real_metrics_and_unknown_ones_stay_out():
 def test_paper_table_shapes_and_attrs():
     df = pn.paper_table("dmnet", "TABLE V", configs=True)
     assert len(df) == 15 and "config" in df.columns and df.attrs["own"] == ["Ours"]
+    t2 = pn.paper_table("lkc_funet", "Table 2", configs=True)
+    assert t2.loc["a", "config"] == "Norm BN, LKC ×, MPAFM ✓"
+    t7 = pn.paper_table("lkc_funet", "Table 7")
+    assert t7.loc["EMMA [38]", "Ranking"] == "24/25/27" and t7.loc["EMMA [38]", "Params (K)"] == 1520.0
     t4 = pn.paper_table("rpfnet", "Table 4")
     assert t4.shape == (10, 18) and t4.attrs["source"] == "paper text, Table 4"
     with pytest.raises(KeyError, match="TABLE I"):
