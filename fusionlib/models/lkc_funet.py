@@ -476,13 +476,18 @@ class LKCFUNet(nn.Module):
         self.head = nn.Sequential(make_norm(cfg.block_norm, c, cfg.norm_groups), nn.ReLU(),
                                   nn.Conv2d(c, cfg.out_channels, 3, padding=1))
 
-    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def check_pair(ir: torch.Tensor, vi: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``ir`` and ``vi`` are both ``(B, 1, H, W)`` tensors of one shape."""
         for name, t in (("ir", ir), ("vi", vi)):
             if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[1] != 1:
                 shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise ValueError(f"LKCFUNet: {name} must be (B, 1, H, W), got {shape}")
         if ir.shape != vi.shape:
             raise ValueError(f"LKCFUNet: ir {tuple(ir.shape)} and vi {tuple(vi.shape)} must have the same shape")
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        self.check_pair(ir, vi)
         return self.forward_cat(torch.cat([vi, ir], dim=1))
 
     def forward_cat(self, x: torch.Tensor) -> torch.Tensor:

@@ -260,12 +260,7 @@ def lkc_forward_fast(model: nn.Module, ir: torch.Tensor, vi: torch.Tensor) -> to
     """
     if not fast_path_supported(model) or ir.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
         return model(ir, vi)  # the readable path (training mode, GPU, half precision, autocast)
-    for name, t in (("ir", ir), ("vi", vi)):
-        if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[1] != 1:
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"LKCFUNet: {name} must be (B, 1, H, W), got {shape}")
-    if ir.shape != vi.shape:
-        raise ValueError(f"LKCFUNet: ir {tuple(ir.shape)} and vi {tuple(vi.shape)} must have the same shape")
+    model.check_pair(ir, vi)
     with torch.no_grad():
         return _forward_cat(model, torch.cat([vi, ir], dim=1))
 
