@@ -3,8 +3,8 @@
 A training strategy for any multi-level fusion network that returns one prediction per level: progressive
 hierarchical optimisation (PHO, Eq. 1) decides which levels are supervised at each epoch, and the adaptive
 collaborative fusion loss (L_ACF, Eqs. 2-6) supervises each active level against max-pooled source pyramids
-with adaptive level weights; Eq. 7 adds a reconstruction term. No code was released (``authors_code.md``
-§1), so the paper's printed equations are the defaults; where a printed form is ambiguous or unsafe the
+with adaptive level weights; Eq. 7 adds a reconstruction term. No code was released (``notebooks/released_code.md``
+§AIDFusion), so the paper's printed equations are the defaults; where a printed form is ambiguous or unsafe the
 docstring quotes it, says which reading we take and why, and keeps the other reading one argument away.
 
 =================  ===========  ========================================================================

@@ -1,6 +1,6 @@
 """Model cost: parameters, FLOPs (GMAC and GFLOPs), latency and peak memory.
 
-Conventions (``authors_code.md`` §7). ``torch.utils.flop_counter.FlopCounterMode`` counts one
+Conventions (``notebooks/released_code.md`` §FLOPs). ``torch.utils.flop_counter.FlopCounterMode`` counts one
 multiply-add as **2 FLOPs**. We always report both numbers, labelled:
 
 * ``gmac``   = multiply-accumulates / 1e9: what ``thop`` reports as "MACs" and what SIBA's paper

@@ -1,6 +1,6 @@
 """DMNet's two training objectives (stage I: reconstruction, stage II: fusion), Eqs. 13-19 of the paper.
 
-DMNet's loss code and training script are not public (``authors_code.md`` §5). The **forms** are the
+DMNet's loss code and training script are not public (``notebooks/released_code.md`` §DMNet). The **forms** are the
 paper's (Eqs. 13-19, read from the prose: the OCR lost the symbols); the **weights** λ1, μ, λ2 are not
 published, and the values below are ours:
 

@@ -1,6 +1,6 @@
 """Auto-encoder reconstruction loss (DMNet stage I): MSE plus (1 - SSIM).
 
-DMNet's training code is not public (``authors_code.md`` §5); the paper trains the encoder/decoder
+DMNet's training code is not public (``notebooks/released_code.md`` §DMNet); the paper trains the encoder/decoder
 for 15 epochs in stage I with a reconstruction objective. We implement the usual form
 L_rec = ||x_hat - x||_2^2 (mean) + lambda * (1 - SSIM(x_hat, x)) with lambda = 1 and SSIM from
 :func:`fusionlib.losses.ssim.ssim` (Gaussian 11x11, zero padding). CDDFuse, whose blocks DMNet reuses,

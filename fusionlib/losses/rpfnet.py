@@ -19,7 +19,7 @@ L_SS                    MSE(∇M'/(max ∇M' + 1e-6), ∇IR/(max ∇IR + 1e-6)) 
 All images are ``(B, 1, H, W)`` in [0, 1]; ``vi`` is the visible luma; M' is the output of the auxiliary
 decoder (:class:`fusionlib.models.rpfnet.RPFNetAux`) on the last residual feature. Statistics (means,
 standard deviations, maxima) are taken over the **whole batch tensor**, as the code does (not per image),
-and standard deviations are PyTorch's default (unbiased). Facts: ``reference/authors_code.md`` §4.
+and standard deviations are PyTorch's default (unbiased). Facts: ``notebooks/released_code.md`` §RPFNet.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Yufeng Chen et al. *Revisiting Network Inertia: Dynamic Inertia Inhibition Coupled Multidimensional
 Periodicity for Infrared and Visible Image Fusion* (AAAI 2026). **No code was released**: the repository
-named in the paper (``YufengChen1113/AIDFusion``) does not exist publicly (``authors_code.md`` §1), so the
-paper's text and equations are the specification. Every number the paper does not give (L, widths, kernel
+named in the paper (``YufengChen1113/AIDFusion``) does not exist publicly
+(``notebooks/released_code.md`` §AIDFusion), so the paper's text and equations are the specification. Every number the paper does not give (L, widths, kernel
 sizes other than the printed ones, the SE/CE blocks, the number of rounds) is a field of ``AIDFusionConfig``
 marked "ours". The learning strategy (DIILS: PHO and L_ACF) lives in :mod:`fusionlib.diils`.
 

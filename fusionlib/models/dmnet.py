@@ -1,8 +1,8 @@
 """DMNet: a dense multiscale feature-extraction network with two-stage training (IEEE TMM).
 
 Paper: *DMNet: A Dense Multiscale Feature Extraction Network With Two-Stage Training for Infrared-Visible
-Image Fusion*. Authors' code: ``Pancy9476/DMNet``, partial (``authors_code.md`` §5): ``DMNet/models/net.py``
-@ e0eac99 (encoder/decoder, CDDFuse's blocks), SR3 ``unet.py`` / ``diffusion.py`` and ``tes_fusion.py`` @
+Image Fusion*. Authors' code: ``Pancy9476/DMNet``, partial (``notebooks/released_code.md`` §DMNet):
+``DMNet/models/net.py`` @ e0eac99 (encoder/decoder, CDDFuse's blocks), SR3 ``unet.py`` / ``diffusion.py`` and ``tes_fusion.py`` @
 16cbcb2 (inference). There is **no training script and no loss code**, and the released inference builds
 some modules afresh (untrained) on every call. This file is a re-implementation that trains every module it
 uses. Defaults follow the released code where the released inference runs it, the paper where no code was
@@ -78,7 +78,7 @@ __all__ = ["InvertedResidual", "AffineCoupling", "DTB", "DIB", "DMNetEncoder", "
            "ConvFeatureFusion", "DMNetDecoder", "DMNetConfig", "DMNet", "PAPER_READING", "ABLATIONS", "DMNetRecipe", "DMNET_RECIPES", "DMNetStep", "StageSwitch",
            "stage_epochs", "train_dmnet", "parameter_breakdown", "PAPER"]
 
-#: What the paper reports and what the released code measures (``authors_code.md`` §5).
+#: What the paper reports and what the released code measures (``notebooks/released_code.md`` §DMNet).
 PAPER = {
     "params_M": 386.358,                 # paper's table; not reproducible from the code
     "params_unet_code": 391_045_762,     # SR3 U-Net of config/diffusion.json ("391.05 M")

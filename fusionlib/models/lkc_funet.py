@@ -64,7 +64,8 @@ __all__ = [
     "KERNEL_SETS", "paper_steps", "balanced_subset", "ConcatSkip",
 ]
 
-#: Numbers the paper reports (Tables 4, 5, 7) and what the authors' code measures (authors_code.md §3).
+#: Numbers the paper reports (Tables 4, 5, 7) and what the authors' code measures
+#: (notebooks/released_code.md §LKC-FUNet).
 PAPER = {
     "params_K": 41_170, "params_code": 41_174_438,
     "flops_G_256": 4050, "code_gflops_256": 4046.2, "code_gmac_256": 2023.1,

@@ -31,7 +31,8 @@ Our argument order is ``forward(ir, vi)``; the authors' is ``forward(visible_Y, 
 model was pickled in training mode): every BN normalises with the statistics of the test image itself.
 :func:`rpfnet_infer` offers both, by name: ``"as_released"`` (batch statistics, per image, without
 touching the stored running statistics) and ``"eval"`` (the stored running statistics). The two differ a
-lot (authors_code.md §4: as-released outputs average ≈ 0.55 on every image, eval outputs are dim).
+lot (notebooks/released_code.md §RPFNet: as-released outputs average ≈ 0.55 on every image, eval
+outputs are dim).
 
 Deviations from the authors' code (none change the default model's outputs; ``tests/test_rpfnet.py``
 reproduces the authors' outputs to < 1e-4 in both modes):
@@ -71,7 +72,7 @@ __all__ = ["ConvBNReLU", "CPM", "RPM", "FDFM", "RPFNetStage", "RPFNetHead", "RPF
            "RPFNetConfig", "rpfnet_infer", "batch_stat_bn", "PAPER", "RPFNET_RECIPES", "RPFNET_MILESTONES",
            "train_rpfnet", "rpfnet_train_step", "PAPER_TRAINING", "fdfm_jacobian", "jacobian_spread"]
 
-#: What the code measures (authors_code.md §4); the paper states no parameter count in its text.
+#: What the code measures (notebooks/released_code.md §RPFNet); the paper states no parameter count in its text.
 PAPER = {"params_code": 72_074, "params_aux": 14_113, "params_unused_attention": 1_897,
          "flops_G_128x128": 5.750, "flops_G_480x640": 107.8}
 

@@ -61,7 +61,7 @@ from fusionlib.recipes import Recipe
 __all__ = ["ABLATIONS", "CBSM", "ParameterQuery", "SCA", "SCABlock", "SIBA", "SIBAConfig", "SIBALoss", "SIBA_RECIPES",
            "PAPER", "make_query", "quantize_output", "train_siba"]
 
-#: Numbers the paper reports (Tab. of complexity) and what the code measures (authors_code.md §2).
+#: Numbers the paper reports (Tab. of complexity) and what the code measures (notebooks/released_code.md §SIBA).
 PAPER = {"params_M": 0.565, "flops_G_128x128": 9.207, "params_code": 565_941}
 
 

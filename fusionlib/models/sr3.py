@@ -1,6 +1,6 @@
 """SR3's denoising U-Net (Saharia et al. 2021), the diffusion backbone DMNet takes its features from.
 
-DMNet (``config/diffusion.json``, SR3 ``unet.py`` @ 16cbcb2; ``authors_code.md`` §5) uses it with
+DMNet (``config/diffusion.json``, SR3 ``unet.py`` @ 16cbcb2; ``notebooks/released_code.md`` §DMNet) uses it with
 2 input and 2 output channels (``[VIS, IR]``), inner width 128, channel multipliers 1-2-4-8-8, two
 residual blocks per level, GroupNorm(32) + Swish, dropout 0.2, self-attention at the 16-pixel level
 (nominal image size 128: the fourth level, 1024 channels) and noise-level conditioning. That is

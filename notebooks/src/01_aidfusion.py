@@ -4,9 +4,9 @@
 # > Yufeng Chen, Yuan Sun, Hao Pan, Xujian Zhao, Jian Dai, Zhenwen Ren, Xingfeng Li. *Revisiting Network
 # > Inertia: Dynamic Inertia Inhibition Coupled Multidimensional Periodicity for Infrared and Visible Image
 # > Fusion* (AAAI 2026). Authors' code: **none released** (the repository the paper names,
-# > `YufengChen1113/AIDFusion`, does not exist publicly; `authors_code.md` §1). With no code, the paper's
-# > printed equations are this notebook's defaults; section 5 lists every place where we read, guard or fill
-# > them in.
+# > `YufengChen1113/AIDFusion`, does not exist publicly; `notebooks/released_code.md` §AIDFusion).
+# > With no code, the paper's printed equations are this notebook's defaults; section 5 lists every place
+# > where we read, guard or fill them in.
 #
 # Library: [`fusionlib.models.aidfusion`](../fusionlib/models/aidfusion.py) (`AIDFusion`, `MMFM`, `MPSA`,
 # `MSRT`, `FAConv`, `AID_RECIPES`, `train_aidfusion`) and [`fusionlib.diils`](../fusionlib/diils.py)

@@ -401,7 +401,7 @@ fig
 # beside them, part by part, for the code reading (our default) and the paper reading. What the numbers
 # show (each printed by the cell): the released SR3 U-Net alone already has more parameters than the
 # paper's whole DMNet, and equals DANet's count to the printed precision; so the paper's figure cannot include that U-Net in
-# full, and no configuration of the released code reproduces it (`authors_code.md` §5). Our code
+# full, and no configuration of the released code reproduces it (`notebooks/released_code.md` §DMNet). Our code
 # reading adds the feature projection that the released inference instantiates at random on every call
 # and that we **learn** (five ConvTranspose layers, one per level, each kernel as large as its stride);
 # the paper reading replaces it with one 1×1 conv and has five transformer layers instead of fifteen.
@@ -697,7 +697,7 @@ viz.attention_explorer({n.split("branches.")[1].replace(".attn.attend", ""): a f
 # released inference runs it, the paper where nothing was released (stage I). `reading="paper"` turns on
 # every paper reading at once (`PAPER_READING`); the ablation switches are in §10.
 #
-# | item | paper | released code (`authors_code.md` §5) | default here | paper's reading here |
+# | item | paper | released code (`notebooks/released_code.md` §DMNet) | default here | paper's reading here |
 # |---|---|---|---|---|
 # | DTB | "the DTB contains five transformer layers ... each layer's output cascade is used as the input to the next layer"; α "set to 1/5" (§III-B, Eq. 1) | **5 parallel branches**, depths 1–5 (15 blocks), averaged | code | `dtb_mode="dense"`: 5 single blocks in cascade, α Σ of the 5 outputs (`"serial"`: 15 in series, neither) |
 # | DIB | "three INN layers" in cascade; β "set to ... 1/3"; "lossless", "input and output features generate each other" (§III-B, Eq. 2) | the 3-layer INN **applied 3× with shared weights, averaged** | code | `dib_mode="dense"`: β Σ of the 3 states (the β-sum is not invertible; the cascade is) |
@@ -970,7 +970,7 @@ abl_full  # every metric of every run (our names; the full model under the paper
 # FLOPs per image of the **full** model at 128×128, counted on the meta device (shapes only): two
 # encoder passes (IR, VI), **three denoiser passes** (t = 5, 50, 100; the noise head is not run), the
 # projections, CSAB and the decoder. GFLOPs = 2 × GMAC. The measurements of the released code in
-# `authors_code.md` §5 (taken with PyTorch's FlopCounterMode, which counts 2 FLOPs per multiply-add)
+# `notebooks/released_code.md` §DMNet (taken with PyTorch's FlopCounterMode, which counts 2 FLOPs per multiply-add)
 # agree with our **GFLOPs** column (the cell prints both). The paper reports no FLOPs; its Table VIII
 # gives parameters and an average test time on MSRS (A100, resolution not stated), set beside ours below.
 
