@@ -13,7 +13,7 @@ same-run ratios mean anything.
 
 Side by side with the authors' code (2 threads, interleaved in one process, same inputs; issue #23) our
 readable path and theirs both took about 32 s at 256x256 (authors / ours = 0.99). Stored times of the
-authors' code from other runs (``reference/authors_code.md`` §3: 43 s; ``golden/perf.json``: 19.1 s at
+authors' code from other runs (``notebooks/released_code.md`` §LKC-FUNet: 43 s; ``golden/perf.json``: 19.1 s at
 128x128 under load) are printed with their provenance only and never divided into a ratio with this run.
 Also prints FLOPs at the size (FlopCounterMode on the meta device: GFLOPs = 2 x GMAC; the paper's "4050 G"
 at 256² is 2 x MAC). Batch 1, ``torch.inference_mode``, float32, eval mode, seeded random init and inputs.
@@ -40,7 +40,7 @@ from fusionlib.profiling import count_flops  # noqa: E402
 # Authors' code, 2 threads (seconds), measured in other runs: printed with provenance, never divided.
 AUTHORS_S = {(256, 256): {"side by side with our readable path, interleaved in one process (issue #23)":
                           31.72,
-                          "reference/authors_code.md §3 (earlier study)": 43.0},
+                          "notebooks/released_code.md §LKC-FUNet (earlier study)": 43.0},
              (128, 128): {"golden/perf.json (machine under load)": 19.1}}
 
 

@@ -37,7 +37,7 @@ from fusionlib.models.rpfnet_fast import rpfnet_forward_fast  # noqa: E402
 # Authors' code, 1x1x480x640, 2 threads, no_grad (seconds), by BatchNorm mode
 AUTHORS_S = {
     "eval": {"side by side with ours, interleaved in one process (issue #23)": 4.29,
-             "reference/authors_code.md §4 (earlier study)": 5.3,
+             "notebooks/released_code.md §RPFNet (earlier study)": 5.3,
              "golden/perf.json median (machine under load, load avg 3-4)": 8.82},
     "as_released": {"side by side with ours, interleaved in one process (issue #23)": 4.70,
                     "golden/perf.json median (machine under load, load avg 3-4)": 9.81},

@@ -32,7 +32,7 @@ from fusionlib.models import create_model  # noqa: E402
 # Authors' code, 1x1x480x640, 2 threads, no_grad (seconds), measured in other runs: printed, never divided.
 AUTHORS_S = {
     "side by side with ours, interleaved in one process (issue #23, 2-core CPU box)": 13.63,
-    "reference/authors_code.md §2 (earlier study)": 13.6,
+    "notebooks/released_code.md §SIBA (earlier study)": 13.6,
     "golden/perf.json earlier_run (machine under load)": 20.37,
     "golden/perf.json median (load avg 2-4)": 24.72,
 }

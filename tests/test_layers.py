@@ -134,7 +134,7 @@ def test_gdfn_width_and_counts():
 
 def test_restormer_block_counts_and_residual():
     blk = RestormerBlock(dim=48, num_heads=8, ffn_expansion_factor=1.0, bias=False, LayerNorm_type="WithBias")
-    assert n_params(blk) == 18_488  # SIBA's self-attention block (authors_code.md §2)
+    assert n_params(blk) == 18_488  # SIBA's self-attention block (notebooks/released_code.md §SIBA)
     # zero output projections make the block the identity (both branches are residual)
     with torch.no_grad():
         blk.attn.project_out.weight.zero_()

@@ -53,7 +53,7 @@ def test_normalisation_switches():
     n_bn = sum(isinstance(x, torch.nn.BatchNorm2d) for x in code.modules())
     n_gn32 = sum(isinstance(x, torch.nn.GroupNorm) and x.num_groups == 32 for x in code.modules())
     n_gn1 = sum(isinstance(x, torch.nn.GroupNorm) and x.num_groups == 1 for x in code.modules())
-    assert (n_bn, n_gn32, n_gn1) == (10, 15, 40)                       # authors_code.md §3
+    assert (n_bn, n_gn32, n_gn1) == (10, 15, 40)                       # released_code.md §LKC-FUNet
     assert sum(isinstance(x, torch.nn.BatchNorm2d) for x in paper.modules()) == 9  # MPAFM's, as released
     allbn = _meta(init_norm="bn", block_norm="bn")
     assert not any(isinstance(x, torch.nn.GroupNorm) for x in allbn.modules())

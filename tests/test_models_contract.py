@@ -25,7 +25,7 @@ def test_contract(name):
     assert out.shape == (2, 1, 24, 32)
     assert torch.isfinite(out).all()
     out.square().mean().backward()
-    # the released RPFNet computes channel/spatial attention and throws the result away (authors_code §4)
+    # the released RPFNet computes channel/spatial attention and throws the result away (notebooks/released_code.md §RPFNet)
     exempt = (".ca.", ".sa.") if name.startswith("rpfnet") and not model.config.attention_in_rpm else ()
     # AIDFusion's reconstruction heads are trained through forward_all (Eq. 7's L_reconstruct), not forward
     exempt = exempt + (("recon_",) if name.startswith("aidfusion") else ())

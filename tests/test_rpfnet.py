@@ -134,7 +134,7 @@ def test_infer_modes_leave_model_untouched(released, golden):
     after = released.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # running stats and counters unchanged
     assert all(m.track_running_stats for m in released.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    assert (a - e).abs().max() > 0.1  # the two modes really differ (authors_code.md §4)
+    assert (a - e).abs().max() > 0.1  # the two modes really differ (notebooks/released_code.md §RPFNet)
     assert abs(a.mean().item() - 0.55) < 0.1  # as-released outputs sit around 0.55
 
 
