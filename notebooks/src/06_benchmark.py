@@ -204,8 +204,8 @@ print(CONFORMANCE.groupby(["paper", "status"]).size().unstack(fill_value=0).to_s
 # %%
 with pd.option_context("display.max_colwidth", 140):
     display(CONFORMANCE.set_index(["paper", "metric"]))
-RESULTS["conventions"] = {f"{r.paper}/{r.metric}": {"preset": r.preset, "status": r.status}
-                          for r in CONFORMANCE.itertuples()}
+RESULTS["conventions"] = {f"{p}/{m}": {"preset": rec["preset"] or "none", "status": rec["status"]}
+                          for p in paper_numbers.PAPERS for m, rec in paper_numbers.conventions(p).items()}
 RESULTS["paper_reported"] = paper_numbers.results_block()
 
 # %%
