@@ -142,7 +142,7 @@ print(f"{len(SOURCES)} pairs from {len(SETS)} sets x {len(fusers)} methods fused
 rows = []
 for (ds_name, pair, name), fused in FUSED.items():
     ir, vi, _ = SOURCES[(ds_name, pair)]
-    for preset in ("tang", "cddfuse"):
+    for preset in ("tang", "cddfuse", "lkc"):
         vals = metrics.evaluate(fused, ir, vi, preset=preset)
         rows.append({"set": ds_name, "pair": pair, "method": get_method(name).title, "preset": preset,
                      **{k: float(v[0]) for k, v in vals.items()}})
@@ -210,6 +210,14 @@ RESULTS["paper_reported"] = paper_numbers.results_block()
 
 # %%
 pd.concat({ds: with_paper(ds, "cddfuse") for ds in SETS}, names=["set"]).round(3)
+
+# %% [markdown]
+# Under the `lkc` preset (LKC-FUNet's released evaluator: the CDDFuse one with SSIM's data range 255), where
+# LKC-FUNet's rows for SD, AG, SF, SCD and VIFF belong; its SSIM convention is unknown, so that column has no
+# paper value.
+
+# %%
+pd.concat({ds: with_paper(ds, "lkc")[["SD", "AG", "SF", "SCD", "VIF", "SSIM"]] for ds in SETS}, names=["set"]).round(3)
 
 # %% [markdown]
 # ## 5 · Per-image significance
