@@ -322,9 +322,9 @@ def provenance(method: str, dataset: str) -> dict[str, Any]:
 
 
 def _mapped(paper: str, values: dict[str, float], preset: str | None) -> dict[str, float]:
-    out = {}
+    out, conv = {}, conventions(paper)
     for name, value in values.items():
-        rec = conventions(paper).get(name)
+        rec = conv.get(name)
         if rec is None:
             raise ValueError(f"fusionlib/{_DATA}: {paper} metric {name!r} has no convention record")
         if rec["status"] == "unknown" or rec["ours"] is None:
