@@ -362,10 +362,11 @@ def _builtin() -> None:
                            fast="fusionlib.models.siba_fast:siba_forward_fast",
                            recipes="fusionlib.models.siba:SIBA_RECIPES", train="fusionlib.models.siba:train_siba",
                            paper="Wang et al., The Source Image is the Best Attention..., ICCV 2025"))
-    register_method(Method("dmnet", "DMNet", model="dmnet", notebook="05_dmnet", variants=("dmnet_tiny",),
+    register_method(Method("dmnet", "DMNet", model="dmnet", notebook="05_dmnet", variants=("dmnet_tiny", "dmnet_narrow"),
                            recipes="fusionlib.models.dmnet:DMNET_RECIPES", train="fusionlib.models.dmnet:train_dmnet",
                            paper="DMNet, IEEE TMM (re-implemented; every module trained, see 05_dmnet)"))
     register_method(Method("lkc_funet", "LKC-FUNet", model="lkc_funet", notebook="03_lkc_funet", multiple=4,
+                           variants=("lkc_funet_narrow", "lkc_funet_tiny"),
                            recipes="fusionlib.models.lkc_funet:LKC_RECIPES",
                            train="fusionlib.models.lkc_funet:train_lkc_funet",
                            loader="fusionlib.models.lkc_funet:lkc_loader",

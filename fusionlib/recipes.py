@@ -38,6 +38,8 @@ class Recipe:
         epochs: epochs, or None.
         max_steps: steps, or None.
         datasets: names of the training sets.
+        model: the registered model configuration the recipe trains (None: the method's own; a narrow
+            configuration for a CPU recipe, e.g. ``"lkc_funet_narrow"``).
         notes: where the numbers come from.
 
     Examples:
@@ -62,6 +64,7 @@ class Recipe:
     epochs: int | None = None
     max_steps: int | None = None
     datasets: tuple[str, ...] = ()
+    model: str | None = None
     notes: str = ""
 
     def __post_init__(self) -> None:

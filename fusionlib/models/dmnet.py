@@ -821,6 +821,11 @@ DMNET_RECIPES: dict[str, DMNetRecipe] = {
         steps_per_epoch=25, datasets=("msrs/train", "roadscene/train"),
         notes="paper optimiser and crops, the full 391 M denoiser, 2 + 4 short epochs on the bundled pairs "
               "(GPU)"),
+    "cpu": DMNetRecipe(
+        optimizer="adam", lr=1e-4, batch_size=4, crop_size=64, epochs=6, stage1_epochs=2, stage2_epochs=4,
+        steps_per_epoch=40, model="dmnet_narrow", datasets=("msrs/train*25", "roadscene/train"),
+        notes="the shipped CPU network (weights/dmnet.pt): NARROW dmnet_narrow (dim 16, 2 heads, denoiser "
+              "inner 8, GN(4); 1.9 M parameters), 2 + 4 epochs of 40 steps on 64² crops of the bundled pairs; ours"),
     "smoke": DMNetRecipe(
         optimizer="adam", lr=1e-4, batch_size=2, crop_size=48, epochs=4, stage1_epochs=2, stage2_epochs=2,
         steps_per_epoch=2, model="dmnet_tiny", datasets=("msrs/train", "roadscene/train"),
@@ -944,4 +949,6 @@ def train_dmnet(model: DMNet, loader: Any, *, recipe: DMNetRecipe, device: str |
 
 
 register_model("dmnet", DMNet, DMNetConfig())
+# narrow: the network shipped in weights/ (trained on a CPU by DMNET_RECIPES["cpu"]); same modules, fewer channels
+register_model("dmnet_narrow", DMNet, DMNetConfig(dim=16, num_heads=2, denoiser_inner=8, denoiser_groups=4))
 register_model("dmnet_tiny", DMNet, DMNetConfig(dim=8, num_heads=2, denoiser_inner=8, denoiser_groups=4))
