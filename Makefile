@@ -12,7 +12,7 @@ PROFILE ?=
 STAMP   := $(VENV)/.fusionlib-installed
 INSTALL_LOG := $(VENV)/install.log
 
-.PHONY: setup run test unit nbtest lab labs site browser clean
+.PHONY: setup run weights test unit nbtest lab labs site browser clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ $(STAMP): requirements.txt requirements-site.txt pyproject.toml
 ## make run [PROFILE=smoke|lab|paper]: execute every notebook into runs/<notebook>/
 run: setup
 	$(BIN)/python -m fusionlib.runner notebooks --out runs $(if $(PROFILE),--profile $(PROFILE),) $(RUN_ARGS)
+
+## make weights [WEIGHTS="siba rpfnet"]: retrain the shipped networks with their notebooks' training functions
+## (runs/weights/<method>/, resumable), measure them and write weights/<method>.pt + weights/MANIFEST.json
+WEIGHTS ?=
+weights: setup
+	$(BIN)/python -m fusionlib.weights train $(WEIGHTS)
 
 ## make browser: Debian's Chromium for the rendered-site test (tests/test_site.py), when missing
 CHROMIUM ?= /usr/bin/chromium

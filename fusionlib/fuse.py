@@ -6,6 +6,10 @@ Examples::
     python -m fusionlib.fuse --method siba --weights SIBA_epoch60.pth --dataset msrs --out fused/
     python -m fusionlib.fuse --method max --ir MRI/ --vi PET/ --out fused/          # medical: MRI + PET
 
+Without ``--weights`` a network uses ``runs/<notebook>/weights.pt`` when its notebook has run, else the
+network the suite ships in ``weights/`` (trained by ``make weights``; ``weights/MANIFEST.json`` says how), and
+says which.
+
 Pairs are matched by file stem. The second image (visible, or CT/PET/SPECT) may be colour: the
 network fuses its luminance Y (BT.601 full range) with the first image, and the colour (Cb, Cr) is
 put back. Images are fused at full resolution (padded to the method's size multiple and cropped
@@ -174,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fusionlib.fuse", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
-    ap.add_argument("--weights", default=None, help="trained weights (default: runs/<notebook>/weights.pt if present)")
+    ap.add_argument("--weights", default=None,
+                    help="trained weights (default: runs/<notebook>/weights.pt if present, else the shipped "
+                         "weights/<method>.pt)")
     ap.add_argument("--ir", "--a", dest="ir", default=None, help="folder of infrared (or MRI) images")
     ap.add_argument("--vi", "--b", dest="vi", default=None, help="folder of visible (or CT / PET / SPECT) images")
     ap.add_argument("--dataset", default=None, help="a bundled set instead of folders, e.g. msrs or harvard_pet:test")
@@ -185,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ignore-unmatched", action="store_true", help="fuse the matched pairs, skip files without partner")
     ap.add_argument("--mode", default=None, help="RPFNet BatchNorm mode: as_released (default) | eval")
     ap.add_argument("--runs", default="runs", help="where the notebooks saved their weights")
+    ap.add_argument("--shipped", default=None,
+                    help="folder of the shipped weights and their MANIFEST.json (default: the repository's weights/)")
     ap.add_argument("--path", choices=PATHS, default="fast",
                     help="fast: the fastest path exact to the readable one (default); readable: the readable forward")
     ap.add_argument("--max-pixels", type=int, default=io.DEFAULT_MAX_PIXELS,
@@ -201,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
-    from fusionlib.methods import default_weights, get_method, load_fuser
+    from fusionlib.methods import get_method, load_fuser
     from fusionlib.runner import run_failed
     from fusionlib.train import resolve_device
+    from fusionlib.weights import WEIGHTS_DIR, resolve_weights
 
     try:
         method = get_method(a.method)
@@ -217,13 +226,14 @@ def _run(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
             ap.error("give --ir and --vi folders, or --dataset")
         pairs = find_pairs(a.ir, a.vi, ignore_unmatched=a.ignore_unmatched)
         check_output_folder(a.out, [a.ir, a.vi])
-        weights = a.weights or (default_weights(a.method, a.runs) if method.needs_weights else None)
-        failed = (run_failed(Path(a.runs) / method.notebook)
-                  if weights is None and method.needs_weights and method.notebook else None)
-        if failed:
-            print(f"note: the last {method.notebook} run failed ({failed}); its weights are not used")
-        if weights and not a.weights:
-            print(f"weights: {weights} (from the {method.notebook} run)")
+        weights, where = a.weights, "given"
+        if weights is None and method.needs_weights:
+            weights, where = resolve_weights(a.method, a.runs, a.shipped or WEIGHTS_DIR)
+            failed = run_failed(Path(a.runs) / method.notebook) if method.notebook else None
+            if failed:
+                print(f"note: the last {method.notebook} run failed ({failed}); its weights are not used")
+            if weights is not None:
+                print(f"weights: {where}")
         if a.mode and method.infer is None:
             raise ValueError(f"--mode is RPFNet's BatchNorm mode; {a.method} has no such option")
         device = resolve_device(a.device)

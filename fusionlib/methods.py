@@ -142,7 +142,8 @@ def load_model(name: str, weights: str | Path | None) -> nn.Module:
         raise ValueError(f"{name} is a classical rule: it has no model")
     if weights is None:
         raise ValueError(f"{name} needs trained weights: pass --weights FILE (train it with notebooks/"
-                         f"{m.notebook}.ipynb, which saves runs/{m.notebook}/weights.pt"
+                         f"{m.notebook}.ipynb, which saves runs/{m.notebook}/weights.pt, or `make weights`, "
+                         f"which trains the shipped weights/{name}.pt"
                          + (", or give the authors' released weights" if m.released else "") + ")")
     path = Path(weights)
     if not path.is_file():

@@ -85,7 +85,7 @@ def test_unmatched_and_size_mismatch_errors_name_the_files(tmp_path, capsys):
 def test_network_needs_weights_and_rejects_foreign_ones(tmp_path, capsys):
     ir, vi = _pairs(tmp_path, n=1)
     assert main(["--method", "tinyfuse", "--ir", str(ir), "--vi", str(vi), "--out", str(tmp_path / "o"),
-                 "--runs", str(tmp_path / "none")]) == 2
+                 "--runs", str(tmp_path / "none"), "--shipped", str(tmp_path / "no_weights")]) == 2
     assert "needs trained weights" in capsys.readouterr().err
     bad = tmp_path / "bad.pt"
     torch.save({"foo.weight": torch.zeros(2)}, bad)
