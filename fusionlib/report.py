@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["results_markdown", "update_readme", "START", "END"]
+__all__ = ["results_markdown", "shipped_markdown", "update_readme", "START", "END"]
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 DEFAULT_METRICS = ("EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM")
@@ -29,12 +29,14 @@ def _fmt(v: Any) -> str:
 
 
 def results_markdown(results: dict[str, Any], *, sets: tuple[str, ...] = ("msrs", "tno", "harvard_pet"),
-                     preset: str = "tang", metrics: tuple[str, ...] = DEFAULT_METRICS) -> str:
+                     preset: str = "tang", metrics: tuple[str, ...] = DEFAULT_METRICS,
+                     manifest: dict[str, Any] | None = None) -> str:
     """Markdown tables (one per data set) of the benchmark's mean metrics, with provenance.
 
     When ``results["paper_reported"]`` holds entries (the notebook stores
     :func:`fusionlib.paper_numbers.results_block`), each table also gets the paper's own row for
-    that set, if the paper's evaluator matches ``preset``.
+    that set, if the paper's evaluator matches ``preset``. ``manifest`` (``weights/MANIFEST.json``) adds the
+    shipped networks measured on every bundled test pair (:func:`shipped_markdown`).
     """
     meta = results.get("meta", {})
     tables = results.get("tables", {})
@@ -76,7 +78,39 @@ def results_markdown(results: dict[str, Any], *, sets: tuple[str, ...] = ("msrs"
                   "convention is this preset's (`fusionlib/paper_numbers.json`); ours use the bundled "
                   "subsets, so they compare in kind only; a blank cell is a metric the paper does not "
                   "report.", ""]
+    if manifest and manifest.get("weights"):
+        lines += [shipped_markdown(manifest, metrics=metrics)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def shipped_markdown(manifest: dict[str, Any], *, metrics: tuple[str, ...] = DEFAULT_METRICS) -> str:
+    """The shipped networks (``weights/MANIFEST.json``) on every bundled test pair, beside average fusion."""
+    from fusionlib.methods import get_method
+
+    recs = manifest["weights"]
+    sets = list(dict.fromkeys(s for r in recs.values() for s in r.get("metrics", {})))
+    first = next(iter(recs.values()))
+    lines = ["**The shipped networks** (`weights/`, trained by `make weights` with each notebook's own training "
+             f"function) on {first.get('evaluation', 'the bundled test pairs')}; the same file `make run` uses at "
+             "smoke:", ""]
+    base = manifest.get("average_fusion", {})
+    for s in sets:
+        cols = [m for m in metrics if any(m in r["metrics"].get(s, {}) for r in recs.values())]
+        n = next((r["metrics"][s].get("pairs") for r in recs.values() if s in r["metrics"]), "?")
+        lines += [f"**{s}** ({n} pairs, full resolution)", "",
+                  "| network | recipe, steps, device, wall time | " + " | ".join(cols) + " |",
+                  "|---|---" + "|---" * len(cols) + "|"]
+        if s in base:
+            lines.append("| Average | rule | " + " | ".join(_fmt(base[s].get(c, "")) for c in cols) + " |")
+        for meth, r in recs.items():
+            if s not in r.get("metrics", {}):
+                continue
+            name = get_method(meth).title + (f" (narrow `{r['config']}`, {r['parameters'] / 1e6:.1f} M params)"
+                                             if r.get("narrow") else "")
+            how = f"{r['profile']}, {r['steps']} steps, {r['device'].split(' (')[0]}, {r['wall_seconds'] / 60:.0f} min"
+            lines.append(f"| {name} | {how} | " + " | ".join(_fmt(r["metrics"][s].get(c, "")) for c in cols) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _on_scale(entry: dict[str, Any], preset: str) -> dict[str, str]:
@@ -117,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     if not p.is_file():
         print(f"error: {p} not found: run `make run` (or the 06_benchmark notebook) first", file=sys.stderr)
         return 2
-    md = results_markdown(json.loads(p.read_text()), preset=a.preset)
+    from fusionlib.weights import load_manifest
+
+    md = results_markdown(json.loads(p.read_text()), preset=a.preset, manifest=load_manifest())
     if a.readme:
         changed = update_readme(a.readme, md)
         print(f"{a.readme}: results block {'updated' if changed else 'unchanged'}")

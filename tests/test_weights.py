@@ -108,3 +108,16 @@ def test_train_rejects_an_unknown_method(capsys):
     with pytest.raises(SystemExit):
         W.main(["train", "nope"])
     assert "not a shipped network" in capsys.readouterr().err
+
+
+def test_the_readme_block_lists_each_shipped_network_beside_average_fusion():
+    from fusionlib.report import shipped_markdown
+
+    man = {"average_fusion": {"msrs": {"pairs": 22, "VIF": 0.5, "Qabf": 0.4}},
+           "weights": {"lkc_funet": {"metrics": {"msrs": {"pairs": 22, "VIF": 0.7, "Qabf": 0.5}}, "profile": "cpu",
+                                     "steps": 300, "device": "cpu (x86_64, 2 threads)", "wall_seconds": 600,
+                                     "config": "lkc_funet_narrow", "parameters": 2_727_730, "narrow": "narrow",
+                                     "evaluation": "every bundled test pair"}}}
+    md = shipped_markdown(man)
+    assert "| Average | rule | 0.500 | 0.400 |" in md
+    assert "LKC-FUNet (narrow `lkc_funet_narrow`, 2.7 M params) | cpu, 300 steps, cpu, 10 min | 0.700 | 0.500 |" in md

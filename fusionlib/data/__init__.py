@@ -57,7 +57,13 @@ from fusionlib.data.pairs import (
     pair_loader,
 )
 
+from fusionlib.data.crops import centre_box, crop_box, target_box
+
 __all__ = [
+    # crops
+    "centre_box",
+    "target_box",
+    "crop_box",
     # io
     "FusionDataError",
     "IMAGE_EXTENSIONS",
