@@ -34,6 +34,7 @@ out_dir = "../runs/04_rpfnet"
 epochs = None           # None: the profile's budget
 threads = None          # torch CPU threads; None: 1 under smoke (shared CI cores: oversubscribed OpenMP is slower), else torch's default
 checkpoint = None       # converted released weights (../shared/golden/rpfnet/rpfnet_state_dict.pt); evaluated when given
+weights_dir = None      # None: the repository's weights/ (the shipped networks); another folder for tests
 
 # %% [markdown]
 # ## 1 · Setup
@@ -49,8 +50,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
+from matplotlib.ticker import MaxNLocator
 
-from fusionlib import data, metrics, paper_numbers, profiling, spectral, viz
+from fusionlib import data, metrics, paper_numbers, profiling, spectral, viz, weights
 from fusionlib.atomic import atomic_save
 from fusionlib.methods import save_laziness
 from fusionlib.baselines import average_fusion, max_fusion
@@ -95,6 +98,15 @@ msrs = data.bundled("msrs", "test")
 night, day = msrs.by_name("00004N"), msrs.by_name("00055D")
 ir_n, vi_n = night["ir"][None], night["vi"][None]          # (1, 1, 480, 640)
 ir_d, vi_d = day["ir"][None], day["vi"][None]
+PED = (275, 532)                                           # centre (row, col) of the walking pedestrian in 00004N
+
+
+def ped_window(size: int, centre: tuple[int, int] = PED) -> tuple[slice, slice, slice, slice]:
+    """Index of a ``size`` x ``size`` window of a (1, 1, 480, 640) image centred on ``centre``, kept inside."""
+    h, w = ir_n.shape[-2:]
+    top = min(max(centre[0] - size // 2, 0), h - min(size, h))
+    left = min(max(centre[1] - size // 2, 0), w - min(size, w))
+    return slice(None), slice(None), slice(top, top + size), slice(left, left + size)
 
 # %% [markdown]
 # ## 2 · Why the Fourier domain: Fig. 1c reproduced
@@ -324,6 +336,7 @@ fig = viz.show_images({"IR crop": ir, "VI crop": vi, "F_R stem ch-mean": _norm(m
                        **{f"stage {i + 1} F_R": _norm(st["f_r"][0].mean(0)) for i, st in enumerate(per_stage)},
                        **{f"stage {i + 1} F_F": _norm(st["f_f"][0].mean(0)) for i, st in enumerate(per_stage)},
                        "output": walk}, ncols=5, panel_size=2.2)
+fig.suptitle(f"the forward pass, walked on a 00004N crop — {walk_label}")
 viz.save_figure(fig, out_dir, "walk")
 fig
 
@@ -348,6 +361,7 @@ panels = {f"x (ch {ch})": _norm(st["x_f"][0, ch]),
           "∠after (0..π/2 → 0.5..0.75)": (shift(st["z_out"][0, ch].angle()) + np.pi) / (2 * np.pi),
           "irfft2 (spectral path)": _norm(st["spectral"][0, ch])}
 fig = viz.show_images(panels, ncols=6, panel_size=2.4)
+fig.suptitle(f"stage 1 FDFM spectral path — {walk_label}")
 viz.save_figure(fig, out_dir, "fdfm_spectral_path")
 ph = st["z_out"].angle()
 RESULTS["fdfm_spectral"] = {"channel": ch, "phase_after_min": float(ph.min()), "phase_after_max": float(ph.max()),
@@ -425,6 +439,7 @@ for ax, (k, v) in zip(axes, jac.items()):
     ax.set_title(f"{k}\nlog10 |response to an impulse at p| / max", fontsize=8)
     ax.set_axis_off()
 fig.colorbar(im, ax=axes, shrink=0.8)
+fig.suptitle(f"stage 1 FDFM, impulse response on the walk crop — {walk_label}", fontsize=9)
 viz.save_figure(fig, out_dir, "fdfm_reach")
 plt.close(fig)
 fig
@@ -437,6 +452,7 @@ fig
 # attention that never reaches the output; the auxiliary decoder (training only) adds 14,113.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 net0 = RPFNet()
 n_params = profiling.count_parameters(net0)
 assert n_params == PAPER["params_code"] == 72_074, n_params
@@ -445,6 +461,7 @@ print(profiling.format_parameter_table(ptab))
 n_aux = profiling.count_parameters(RPFNetAux(32))
 unused = profiling.count_parameters(net0.stage.rpm.ca) + profiling.count_parameters(net0.stage.rpm.sa)
 n_sep = profiling.count_parameters(RPFNet(shared_stages=False))
+assert (unused, n_aux) == (1_897, 14_113), (unused, n_aux)               # the counts the text above states
 print(f"total {n_params:,}; auxiliary decoder {n_aux:,}; unused attention {unused:,}; "
       f"with separate weights per stage (paper reading) {n_sep:,}")
 RESULTS["params"] = {"total": n_params, "aux_decoder": n_aux, "unused_attention": unused, "separate_stages": n_sep}
@@ -461,7 +478,7 @@ RESULTS["params"] = {"total": n_params, "aux_decoder": n_aux, "unused_attention"
 # |---|---|---|---|
 # | stages | "The outputs F_F^1 and F_R^1 serve as inputs for the next iteration. After N iterations, …" (Sec. 3.2), N = 3: reads as N separate stages | **one `IterationBlock` applied 3×** (shared weights) | code / `RPFNetConfig(shared_stages=False)` |
 # | CPM gate | "transformed into an attention map using a 3×3 convolution, BN, and Sigmoid activation" (Eq. 2) | **1×1** convolution | code / `cpm_kernel=3` |
-# | RPM attention | "F_R^1 = Σ_{r∈{1,3,5}} DCov_r(SA(CA(F̂_R^0)))" (Eq. 3) | CA and SA computed and **discarded** (1,897 parameters, no gradient; §4) | code / `attention_in_rpm=True` |
+# | RPM attention | "F_R^1 = Σ_{r∈{1,3,5}} DCov_r(SA(CA(F̂_R^0)))" (Eq. 3) | CA and SA computed and **discarded** (1,897 parameters, no gradient; §4) | code / `attention_in_rpm=True` (switched on in §9) |
 # | RPM merge | Eq. 3: a **sum** over r ∈ {1, 3, 5} | **concat** of the d = 1, 3, 5 branches + 1×1 conv (96 → 32) | code / no switch |
 # | FDFM spectral input | "FFT⁻¹(CB_1×1(FFT(CB_3×3(F̂_F^0))))" (Eq. 4): the FFT of the spatial CB's output | the FFT of the FDFM input F̂_F itself | code / no switch |
 # | FDFM "global" | "a 1 × 1 CB for frequency-domain convolution, equivalent to global spatial convolution" (Sec. 3.2) | 1×1 conv + BN + ReLU on the spectrum | measured in §3: the convolution is a channel mix (local); BN and ReLU make it global |
@@ -478,8 +495,9 @@ RESULTS["params"] = {"total": n_params, "aux_decoder": n_aux, "unused_attention"
 # | medical model | "we selected 217 image pairs from the Harvard Medical School website [44] as our train dataset … 10 MRI-PET and 20 MRI-SPECT image pairs" (Sec. 4.1.1) | not released | the IVIF-trained network on the bundled Harvard pairs, CT included (§12) |
 #
 # **A small experiment: shared vs separate stage weights.** The same data, seed, loss and budget
-# (`exp_steps` steps per model, printed), the released layout against the paper's reading. Separate
-# weights triple the stage parameters; does the loss go lower in the same number of steps?
+# (`exp_steps` steps per model, printed), the released layout against the paper's reading, and the released
+# layout once more from another seed: the yardstick for what a seed alone changes. Separate weights triple the
+# stage parameters; does the loss go lower in the same number of steps, by more than a seed moves it?
 
 # %%
 recipe = RPFNET_RECIPES[B["recipe"]]
@@ -487,37 +505,29 @@ train_set = data.bundled("roadscene", "train", crop=recipe.crop_size, mode="trai
 loader = make_loader(train_set, recipe.batch_size, shuffle=True, seed=seed, drop_last=True,
                      collate_fn=data.collate_pairs)
 exp = {}
-for name, cfg in (("shared (code)", dict()), ("separate (paper)", dict(shared_stages=False))):
-    torch.manual_seed(seed)
+for name, cfg, sd in (("shared (code)", dict(), seed), ("separate (paper)", dict(shared_stages=False), seed),
+                      ("shared (code), another seed", dict(), seed + 1)):
+    torch.manual_seed(sd)
     mdl = RPFNet(**cfg)
     t_exp = time.perf_counter()
-    h = train_rpfnet(mdl, loader, recipe=recipe, device=S.device, seed=seed, out_dir=None, epochs=1,
+    h = train_rpfnet(mdl, loader, recipe=recipe, device=S.device, seed=sd, out_dir=None, epochs=1,
                      max_steps_per_epoch=B["exp_steps"], progress=False)
     exp[name] = {"params": profiling.count_parameters(mdl), "loss": h.epochs[-1]["loss"], "fcr": h.epochs[-1]["fcr"],
                  "ssim": h.epochs[-1]["ssim"], "seconds": time.perf_counter() - t_exp}
+d_layout = exp["separate (paper)"]["loss"] - exp["shared (code)"]["loss"]
+d_seed = exp["shared (code), another seed"]["loss"] - exp["shared (code)"]["loss"]
 print(f"{B['exp_steps']} steps of {recipe.batch_size}×{recipe.crop_size}² RoadScene crops per model "
-      f"(mean loss over the steps):")
-RESULTS["experiment_shared_vs_separate"] = {"steps": B["exp_steps"], **exp}
+      f"(mean loss over the steps; this run, profile {S.profile}):")
+display(Markdown(
+    f"Separate minus shared weights: **{d_layout:+.4f}** in the mean loss; the same shared network from another "
+    f"seed: **{d_seed:+.4f}**. " + (
+        "The layout changes the loss by less than a second seed does: at this budget the experiment shows that "
+        "both layouts train, not which one learns better." if abs(d_layout) <= abs(d_seed) else
+        "The layout changes the loss by more than a second seed does here, but one extra seed is a thin "
+        f"yardstick after {B['exp_steps']} steps: read it as a direction to test with more seeds and steps.")))
+RESULTS["experiment_shared_vs_separate"] = {"steps": B["exp_steps"], **exp, "separate_minus_shared": d_layout,
+                                            "seed_minus_seed": d_seed}
 pd.DataFrame(exp).T.round(4)
-
-# %% [markdown]
-# With the released weights, the discarded attention can be switched on (`attention_in_rpm=True`):
-# its weights were never trained (no gradient reaches them), so applying them changes the output,
-# which measures how far the paper's Eq. 3 is from what was trained.
-
-# %%
-if released is not None:
-    att_on = RPFNet(attention_in_rpm=True)
-    att_on.load_state_dict(released.state_dict())
-    with torch.no_grad():
-        o_code = rpfnet_infer(released, ir, vi, mode="as_released")
-        o_att = rpfnet_infer(att_on, ir, vi, mode="as_released")
-    d_att = float((o_code - o_att).abs().mean())
-    print(f"released weights, walk crop: mean |output(code) − output(with the untrained attention)| = {d_att:.4f}")
-    RESULTS["released_attention_switch_mean_abs_diff"] = d_att
-else:
-    print("skipped: needs the released weights (checkpoint=None)")
-    RESULTS["released_attention_switch_mean_abs_diff"] = None
 
 # %% [markdown]
 # ## 6 · The losses
@@ -592,6 +602,14 @@ for name, f in cands.items():
                   "L_ssim": float(rpfnet_ssim_term(f, ir, vi)),
                   "L_SS (M' = f)": float(saliency_structure_loss(f, ir, vi))}
 RESULTS["loss_terms_night_crop"] = rows
+neg_ss = [k for k, r in rows.items() if r["L_SS (M' = f)"] < 0]
+display(Markdown(
+    "L_SS is a structure error **minus** two rewards (M' bright on the hot targets, and on the visible texture), "
+    "so it has no floor at 0: a map that matches the infrared structure and is bright where the masks are scores "
+    "below 0. " + (f"Here it is negative for {', '.join(neg_ss)}, and the `ss` column of the training history "
+                   "below can be negative for the same reason." if neg_ss else
+                   "On this crop it is positive for every candidate; the `ss` column of the training history below "
+                   "can still go below 0 as the auxiliary map learns.")))
 pd.DataFrame(rows).T.round(4)
 
 # %% [markdown]
@@ -657,7 +675,8 @@ pd.DataFrame(lss_cmp).T
 # profile's `steps`), and when the first learning-rate halving comes. Even the `paper` profile runs
 # far fewer steps than the paper (the cell prints the factor), because the bundled set has 200 pairs
 # where the paper's patch set has 3,383. Smoke shows the loop, the schedule and the tracker work, not
-# a trained network; read the later sections with the released weights (`checkpoint=...`).
+# a trained network; the sections after training show the shipped lab-trained network at smoke (the
+# cell after the laziness curves says which network, and why).
 
 # %%
 n_pairs = len(train_set)
@@ -706,8 +725,13 @@ RESULTS["training"] = {"steps": n_steps, "epochs": len(hist.epochs), "seconds": 
 hist.to_frame().round(5)
 
 # %%
+RUN_LABEL = f"this run ({S.profile}, {n_steps} steps)"
 fig = viz.plot_history(hist.epochs, keys=["loss", ("fcr", "ssim"), "ss", ("lr_model", "lr_aux")])
+for ax in fig.axes:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+fig.suptitle(f"RPFNet training history — {RUN_LABEL}")
 viz.save_figure(fig, out_dir, "history")
+plt.close(fig)
 fig
 
 # %% [markdown]
@@ -718,10 +742,45 @@ fig
 # three gradient contributions per step; the head and stems one.
 
 # %%
-laziness_section(tracker.records, out_dir, RESULTS)
+fig = laziness_section(tracker.records, out_dir, RESULTS)
+fig.axes[0].set_title(f"RPFNet relative ‖ΔW‖_F / ‖W‖_F per epoch — {RUN_LABEL}")
+viz.save_figure(fig, out_dir, "laziness_rel")
+plt.close(fig)
+fig
 
 # %%
+print(f"per block — {RUN_LABEL}")
 viz.laziness_explorer(tracker.records, relative=True, max_panels=6)
+
+# %% [markdown]
+# ### Which network the rest of the notebook shows
+#
+# The sections above trained RPFNet at this profile's budget: at `smoke` a few steps on a CPU, enough to show
+# that training, the schedule and the tracker work, not enough to learn. So from here on the sections that look
+# at what a trained RPFNet does (its gates, spectra, colour, inference modes, metrics, fused images) use
+# `fusionlib.weights.network_for`: at `lab` and `paper` this run's own network; at `smoke` the network shipped in
+# `weights/rpfnet.pt` when the repository has it, trained by `train_rpfnet`, the function called above, at
+# `RPFNET_RECIPES["lab"]` (`python -m fusionlib.weights train`; its record in `weights/MANIFEST.json` is printed
+# below). Where the contrast teaches something, this run's short-trained network is drawn beside it. Every figure
+# and table below names the network it shows; the authors' released weights (`checkpoint=...`) are added where given.
+
+# %%
+WEIGHTS_DIR = weights_dir or weights.WEIGHTS_DIR
+NET, NET_LABEL = weights.network_for("rpfnet", net, S.profile, weights_dir=WEIGHTS_DIR)
+SHIPPED = NET is not net
+if SHIPPED:
+    rec = weights.shipped_record("rpfnet", WEIGHTS_DIR)
+    NET_SHORT = f"shipped, {rec['profile']} recipe, {rec['steps']} steps"
+    print(f"weights/{rec['file']}: {rec['steps']} steps of the {rec['profile']!r} recipe, trained on {rec['device']} "
+          f"in {rec['wall_seconds'] / 60:.1f} min, started {rec['started']}, commit {rec['commit'][:12]}, "
+          f"seed {rec['seed']}, sha256 {rec['sha256'][:12]}...")
+    display(Markdown(f"This run trained {n_steps} steps; the shipped network {rec['steps']:,}, "
+                     f"{rec['steps'] / max(n_steps, 1):.3g}× as many."))
+else:
+    NET_SHORT = RUN_LABEL
+NET = NET.eval()
+print("the network the sections below show:", NET_LABEL)
+RESULTS["evaluated_network"] = NET_LABEL
 
 # %% [markdown]
 # ## 8 · The adaptive mask w and its complement on real pairs
@@ -755,32 +814,59 @@ fig
 #
 # The CPM gate σ(BN(conv(F_R))) (probe `stage.cpm.gate`, channel mean) at each of the three
 # applications of the shared stage, over the infrared image; and the residual-branch features
-# (probe `f_r`: after the stem and after each stage). Released weights in the as-released mode when
-# given, otherwise this run's network.
+# (probe `f_r`: after the stem and after each stage), in the as-released mode, on a crop around the walking
+# pedestrian of 00004N. Released weights when given, otherwise the network chosen above (the title says which).
 
 # %%
-att_model, att_label = (released, "released") if released is not None else (net, "this run")
+att_model, att_label = (released, "released weights") if released is not None else (NET, NET_SHORT)
 ca_ = B["crop"]
-cy, cx = min(160, ir_n.shape[-2] - ca_), min(440, ir_n.shape[-1] - ca_)   # inside the image at every profile
-ir_c, vi_c = ir_n[..., cy:cy + ca_, cx:cx + ca_], vi_n[..., cy:cy + ca_, cx:cx + ca_]
-with Recorder(att_model, ["stage.cpm.gate", "f_r"]) as rec:
+cw = ped_window(ca_)                                                       # around the pedestrian, inside the image
+ir_c, vi_c = ir_n[cw], vi_n[cw]
+with Recorder(att_model, ["stage.cpm.gate", "f_r"]) as rec_:
     out_c = rpfnet_infer(att_model, ir_c, vi_c, mode="as_released")
-gates, frs = rec["stage.cpm.gate"], rec["f_r"]
+gates, frs = rec_["stage.cpm.gate"], rec_["f_r"]
 fig, axes = plt.subplots(2, 4, figsize=(15, 7))
 for k, gt in enumerate(gates):
-    viz.overlay_attention(ir_c[0, 0], gt[0].mean(0), alpha=0.55, ax=axes[0, k], title=f"{att_label}: CPM gate, stage {k + 1}")
+    viz.overlay_attention(ir_c[0, 0], gt[0].mean(0), alpha=0.55, ax=axes[0, k], title=f"CPM gate, stage {k + 1}")
 viz.show_images({"fused (as released)": out_c[0, 0]}, axes=[axes[0, 3]])
 for k, fr in enumerate(frs):
     viz.overlay_attention(ir_c[0, 0], fr[0].mean(0), alpha=0.55, ax=axes[1, k],
                           title="F_R stem" if k == 0 else f"F_R after stage {k}")
+fig.suptitle(f"RPFNet inside, 00004N crop {ca_}² — {att_label}")
 fig.tight_layout()
 viz.save_figure(fig, out_dir, "cpm_gate_residual")
 plt.close(fig)
 RESULTS["cpm_gate"] = {"model": att_label, "crop": ca_,
                        "mean_per_stage": [float(gt.mean()) for gt in gates],
                        "corr_with_ir_per_stage": [_corr(gt[0].mean(0), ir_c[0, 0]) for gt in gates]}
+print(f"CPM gate per stage — {att_label}")
 print(pd.DataFrame({"gate mean": RESULTS["cpm_gate"]["mean_per_stage"],
                     "r(gate, IR)": RESULTS["cpm_gate"]["corr_with_ir_per_stage"]}, index=[1, 2, 3]).round(3))
+fig
+
+# %% [markdown]
+# ### The discarded attention, switched on
+#
+# The residual branch's channel and spatial attention (Eq. 3) are layers of the network, but the released
+# forward computes them and throws the result away (§5), so no gradient ever reaches them: in the released
+# weights and in every network trained here they keep their random initial values. `attention_in_rpm=True`
+# applies them with the same weights otherwise; how much the output moves measures how far the paper's Eq. 3 is
+# from the network that was trained.
+
+# %%
+att_on = RPFNet(attention_in_rpm=True)
+att_on.load_state_dict(att_model.state_dict())
+with torch.no_grad():
+    o_att = rpfnet_infer(att_on.eval(), ir_c, vi_c, mode="as_released")
+d_att = float((out_c - o_att).abs().mean())
+print(f"{att_label}, 00004N crop {ca_}²: mean |output(code) − output(with the never-trained attention)| = "
+      f"{d_att:.4f} ({255 * d_att:.1f} grey levels)")
+RESULTS["attention_switch"] = {"model": att_label, "crop": ca_, "mean_abs_diff": d_att}
+fig = viz.show_images({"as released (attention discarded)": out_c, "attention applied (Eq. 3)": o_att,
+                       "|Δ| ×4": (4 * (out_c - o_att).abs()).clamp(0, 1)}, ncols=3, panel_size=3.0)
+fig.suptitle(f"RPM attention switched on — {att_label}")
+viz.save_figure(fig, out_dir, "attention_switch")
+plt.close(fig)
 fig
 
 # %% [markdown]
@@ -796,29 +882,45 @@ fig
 pc = B["psd_crop"]
 a_p, b_p = ir_d[..., :pc, :pc], vi_d[..., :pc, :pc]
 fused_p = {"average": average_fusion(a_p, b_p), "max": max_fusion(a_p, b_p),
-           "RPFNet this run (as released)": rpfnet_infer(net, a_p, b_p, mode="as_released"),
-           "RPFNet this run (eval)": rpfnet_infer(net, a_p, b_p, mode="eval")}
+           "RPFNet (as released)": rpfnet_infer(NET, a_p, b_p, mode="as_released"),
+           "RPFNet (eval)": rpfnet_infer(NET, a_p, b_p, mode="eval")}
+if SHIPPED:
+    fused_p["RPFNet this run (as released)"] = rpfnet_infer(net, a_p, b_p, mode="as_released")
 if released is not None:
     fused_p["RPFNet released (as released)"] = rpfnet_infer(released, a_p, b_p, mode="as_released")
     fused_p["RPFNet released (eval)"] = rpfnet_infer(released, a_p, b_p, mode="eval")
 imgs = {"IR": a_p, "VI": b_p, **fused_p}
-fig, axes = plt.subplots(1, len(imgs), figsize=(3.2 * len(imgs), 3.2))
+fig, axes = plt.subplots(1, len(imgs), figsize=(3.2 * len(imgs), 3.4))
 for ax, (k, v) in zip(axes, imgs.items()):
     viz.plot_spectrum(v[0, 0], ax=ax, title=k, colorbar=False)
     ax.title.set_fontsize(8)
+fig.suptitle(f"log power spectra, 00055D crop {pc}² — RPFNet = {NET_SHORT}"
+             + (f"; 'this run' = {RUN_LABEL}" if SHIPPED else ""))
 fig.tight_layout()
 viz.save_figure(fig, out_dir, "psd_2d")
 plt.close(fig)
 fig
 
 # %%
-fig = viz.plot_radial_psd({k: v[0, 0] for k, v in imgs.items()}, title=f"radial PSD, 00055D crop {pc}×{pc}")
+fig = viz.plot_radial_psd({k: v[0, 0] for k, v in imgs.items()},
+                          title=f"radial PSD, 00055D crop {pc}×{pc}\nRPFNet = {NET_SHORT}")
 viz.save_figure(fig, out_dir, "psd_radial")
+plt.close(fig)
 psd_rows = {k: {m_: _num(v_) for m_, v_ in metrics.evaluate(v, a_p, b_p, "cddfuse",
                                                              ["PSD_fid_A", "PSD_fid_B", "PSD_entropy"]).items()}
             for k, v in imgs.items()}
-RESULTS["psd"] = {"crop": pc, "rows": psd_rows}
+RESULTS["psd"] = {"crop": pc, "rows": psd_rows, "network": NET_SHORT}
+print(f"PSD measures, 00055D crop {pc}² — RPFNet = {NET_SHORT}")
 print(pd.DataFrame(psd_rows).T.round(4))
+neg_r2 = [f"{k} {m_} ({v_:.2f})" for k, r_ in psd_rows.items() for m_, v_ in r_.items()
+          if m_.startswith("PSD_fid") and v_ is not None and v_ < 0]
+display(Markdown(
+    "**Reading R².** `PSD_fid_A` is 1 − Σ(log P_F − log P_A)² / Σ(log P_A − mean log P_A)² over the radial bins: 1 "
+    "when the fused image's log spectrum equals the source's, 0 when it predicts the source's spectrum no better "
+    "than one flat line at the source's mean log power, and **negative** when it predicts it worse than that flat "
+    "line, i.e. when the two spectra differ in level or slope by more than the source's spectrum varies across "
+    "frequencies (a darker or smoother image is enough). It says nothing about where in the image the power is. "
+    + (f"Negative here: {'; '.join(neg_r2)}." if neg_r2 else "No value is negative on this crop.")))
 fig
 
 # %% [markdown]
@@ -831,7 +933,7 @@ fig
 # the authors' saved PNG of 00004N, to one grey level). The difference, in numbers:
 
 # %%
-col_model, col_label = (released, "released") if released is not None else (net, "this run")
+col_model, col_label = (released, "released weights") if released is not None else (NET, NET_SHORT)
 vi_rgb = data.merge_luma(day["vi"], day["vi_cbcr"])[None]                      # the visible RGB
 ccrop = (slice(None), slice(None), slice(min(100, ir_d.shape[-2] - pc), min(100, ir_d.shape[-2] - pc) + pc),
          slice(min(200, ir_d.shape[-1] - pc), min(200, ir_d.shape[-1] - pc) + pc))
@@ -846,10 +948,13 @@ colour = {"mean |Δ| (grey levels)": 255 * float((rgb_full - rgb_studio).abs().m
           "clipped frac full": float(((rgb_full <= 0) | (rgb_full >= 1)).float().mean()),
           "clipped frac studio": float(((rgb_studio <= 0) | (rgb_studio >= 1)).float().mean())}
 RESULTS["colour"] = {"model": col_label, **colour}
-fig = viz.show_images({"visible RGB": vi_rgb[ccrop][0], f"{col_label}: full range (ours)": rgb_full[0],
+fig = viz.show_images({"visible RGB": vi_rgb[ccrop][0], "full range (ours)": rgb_full[0],
                        "released studio-range": rgb_studio[0], "|Δ| ×4": (4 * (rgb_full - rgb_studio).abs()).clamp(0, 1)[0]},
                       ncols=4, panel_size=3.2)
+fig.suptitle(f"colour restoration of the fused Y, 00055D crop {pc}² — {col_label}")
 viz.save_figure(fig, out_dir, "colour_full_vs_studio")
+plt.close(fig)
+print(f"colour, full range vs studio range — {col_label}")
 print(pd.Series(colour).round(4).to_string())
 fig
 
@@ -858,25 +963,27 @@ fig
 #
 # The released `test.py` never calls `eval()`, so every BatchNorm normalises with the statistics of
 # the *test image itself* (`mode="as_released"`); standard inference uses the stored running
-# statistics (`mode="eval"`). Side by side on the night pair, with the released weights when
-# `checkpoint` is given, else this run's network. The paper does not say which mode its numbers come
+# statistics (`mode="eval"`). Side by side on a crop of the night pair around the walking pedestrian, with
+# the released weights when `checkpoint` is given, else the network chosen after training (the title says
+# which). The paper does not say which mode its numbers come
 # from; the released `test.py` is the as-released mode. The evaluation below prints, per method, the
 # range of the fused images' means, and, with the released weights, which mode's EN lies nearer to
 # the paper's.
 
 # %%
-modes_model, modes_label = (released, "released") if released is not None else (net, "this run")
-my, mx = min(120, ir_n.shape[-2] - pc), min(380, ir_n.shape[-1] - pc)      # inside the image at every profile
-mc = (slice(None), slice(None), slice(my, my + pc), slice(mx, mx + pc))
+modes_model, modes_label = (released, "released weights") if released is not None else (NET, NET_SHORT)
+mc = ped_window(pc)                                                        # around the pedestrian, inside the image
 o_rel = rpfnet_infer(modes_model, ir_n[mc], vi_n[mc], mode="as_released")
 o_eval = rpfnet_infer(modes_model, ir_n[mc], vi_n[mc], mode="eval")
 modes = {"mean as_released": float(o_rel.mean()), "mean eval": float(o_eval.mean()),
          "max |Δ|": float((o_rel - o_eval).abs().max()), "mean |Δ|": float((o_rel - o_eval).abs().mean())}
 RESULTS["inference_modes"] = {"model": modes_label, "crop": pc, **modes}
-fig = viz.show_images({"IR": ir_n[mc], "VI": vi_n[mc], f"{modes_label} as_released": o_rel, f"{modes_label} eval": o_eval,
-                       "|Δ|": (o_rel - o_eval).abs()}, ncols=5, panel_size=3.0)
+fig = viz.show_images({"IR": ir_n[mc], "VI": vi_n[mc], "as_released (test-image BN)": o_rel,
+                       "eval (stored BN)": o_eval, "|Δ|": (o_rel - o_eval).abs()}, ncols=5, panel_size=3.0)
+fig.suptitle(f"the two inference modes, 00004N crop {pc}² — {modes_label}")
 viz.save_figure(fig, out_dir, "inference_modes")
-print({k: round(v, 4) for k, v in modes.items()})
+plt.close(fig)
+print(f"inference modes — {modes_label}:", {k: round(v, 4) for k, v in modes.items()})
 fig
 
 # %% [markdown]
@@ -912,9 +1019,10 @@ except (KeyError, AttributeError) as e:
 print("preset per metric (None = unknown):", CONV)
 RESULTS["conventions"] = {"paper_preset": CONV, "computed_with": EVAL_PRESET}
 
+NET_TAG = "shipped" if SHIPPED else "this run"              # short row names; NET_SHORT says what they are
 methods = {"average": average_fusion, "max": max_fusion,
-           "RPFNet this run (as_released)": lambda x, y: rpfnet_infer(net, x, y, mode="as_released"),
-           "RPFNet this run (eval)": lambda x, y: rpfnet_infer(net, x, y, mode="eval")}
+           f"RPFNet {NET_TAG} (as_released)": lambda x, y: rpfnet_infer(NET, x, y, mode="as_released"),
+           f"RPFNet {NET_TAG} (eval)": lambda x, y: rpfnet_infer(NET, x, y, mode="eval")}
 if released is not None:
     methods["RPFNet released (as_released)"] = lambda x, y: rpfnet_infer(released, x, y, mode="as_released")
     methods["RPFNet released (eval)"] = lambda x, y: rpfnet_infer(released, x, y, mode="eval")
@@ -966,14 +1074,15 @@ t_eval = time.perf_counter() - t_eval
 table4 = df4.groupby(["set", "method"])[T4].mean()
 size_note = "full images" if B["eval_crop"] is None else f"centre {B['eval_crop'][0]}x{B['eval_crop'][1]} crops"
 print(f"pairs per set: {df4.groupby('set').image.nunique().to_dict()} ({size_note}); "
-      f"'this run' = {n_steps} steps of {recipe.batch_size}x{recipe.crop_size}² crops; {t_eval:.1f} s")
+      f"'RPFNet {NET_TAG}' = {NET_SHORT}; {t_eval:.1f} s")
 means = df4.groupby("method")["fused mean"].agg(["min", "max"])
 print("fused image means per method (min, max over the evaluated images):")
 print(means.round(3).to_string())
 RESULTS["table4"] = {f"{s_}|{m_}": {k: _num(v) for k, v in row.items()} for (s_, m_), row in table4.iterrows()}
-RESULTS["eval"] = {"size": size_note, "presets": EVAL_PRESET,
+RESULTS["eval"] = {"size": size_note, "presets": EVAL_PRESET, "network": NET_LABEL,
                    "pairs": df4.groupby("set").image.unique().apply(list).to_dict(), "seconds": t_eval,
                    "fused_mean_range": {k: [float(v["min"]), float(v["max"])] for k, v in means.iterrows()}}
+print(f"Table 4 metrics, profile {S.profile}, RPFNet = {NET_SHORT}:")
 table4.round(3)
 
 # %% [markdown]
@@ -992,7 +1101,8 @@ if paper_t4 is not None:
     for key, label in T4_SETS.items():
         p_block = paper_t4[[f"{label} {m_}" for m_ in T4]].rename(columns=lambda col: col.split(" ", 1)[1])
         ours_block = table4.loc[key] if key in table4.index.get_level_values(0) else pd.DataFrame(columns=T4)
-        blocks4[label] = beside(p_block, ours_block, f"Table 4, {label} ({paper_t4.attrs.get('source', '')})")
+        blocks4[label] = beside(p_block, ours_block, f"Table 4, {label} ({paper_t4.attrs.get('source', '')}) beside "
+                                                     f"ours ({size_note}; RPFNet = {NET_SHORT})")
         display(blocks4[label])
     if released is not None:
         own = paper_t4.attrs.get("own", ["Ours"])[0]
@@ -1018,7 +1128,7 @@ RESULTS["paper_table4_shown"] = paper_t4 is not None
 # Harvard Medical School website [44] as our train dataset … Our test dataset consisted of 10 MRI-PET
 # and 20 MRI-SPECT image pairs" (Sec. 4.1.1), so Table 6 comes from a separately trained medical model,
 # with no MRI-CT. This notebook trains no medical model: the rows below are the infrared–visible
-# network of this run (and the released one when given) applied to the bundled Harvard pairs, MRI in
+# network chosen after training (and the released one when given) applied to the bundled Harvard pairs, MRI in
 # the first slot (`ir`), CT / PET / SPECT luma in the second (`vi`), CT included. Beside the paper's
 # Table 6, our PET and SPECT rows are averaged over the two sets (the paper does not say whether it
 # pools its 30 pairs or averages the two sets).
@@ -1029,7 +1139,8 @@ df6 = evaluate_sets(["harvard_ct", "harvard_pet", "harvard_spect"], B["n_med"], 
 t_med = time.perf_counter() - t_med
 table6 = df6.groupby(["set", "method"])[T4].mean()
 print(f"pairs per set: {df6.groupby('set').image.nunique().to_dict()} "
-      f"({'full 256x256' if B['med_crop'] is None else 'centre %dx%d crops' % B['med_crop']}); {t_med:.1f} s")
+      f"({'full 256x256' if B['med_crop'] is None else 'centre %dx%d crops' % B['med_crop']}); {t_med:.1f} s; "
+      f"RPFNet = {NET_SHORT} (infrared-visible training)")
 RESULTS["table6"] = {f"{s_}|{m_}": {k: _num(v) for k, v in row.items()} for (s_, m_), row in table6.iterrows()}
 display(table6.round(3))
 try:
@@ -1086,17 +1197,30 @@ else:
     display(table3.round(3))
 
 # %% [markdown]
-# The fused night pair, as the paper shows it (full image at lab/paper, crop at smoke): does the fused
-# image keep the infrared targets (the pedestrians) and the visible texture?
+# The fused night pair, as the paper shows it (full image at lab/paper; at smoke a crop around the walking
+# pedestrian, with this run's short-trained network beside the shipped one): does the fused image keep the
+# infrared target (the pedestrian) and the visible texture (the road, the foliage)?
 
 # %%
 fc = (slice(None), slice(None), slice(None), slice(None)) if B["eval_crop"] is None else mc
 show_f = {"IR": ir_n[fc], "VI": vi_n[fc], "average": average_fusion(ir_n[fc], vi_n[fc]),
-          "this run (as_released)": rpfnet_infer(net, ir_n[fc], vi_n[fc], mode="as_released")}
+          f"RPFNet {NET_TAG} (as_released)": rpfnet_infer(NET, ir_n[fc], vi_n[fc], mode="as_released")}
+if SHIPPED:
+    show_f[f"{RUN_LABEL} (as_released)"] = rpfnet_infer(net, ir_n[fc], vi_n[fc], mode="as_released")
 if released is not None:
     show_f["released (as_released)"] = rpfnet_infer(released, ir_n[fc], vi_n[fc], mode="as_released")
 fig = viz.show_images(show_f, ncols=len(show_f), panel_size=3.4)
+fig.suptitle(f"fused 00004N {'(full image)' if B['eval_crop'] is None else f'(crop {pc}² around the pedestrian)'}"
+             f" — RPFNet: {NET_SHORT}" + (f"; this run: {S.profile}, {n_steps} steps" if SHIPPED else ""))
 viz.save_figure(fig, out_dir, "fused_night")
+plt.close(fig)
+t_in = (ir_n[fc] > ir_n[fc].quantile(0.98)).float()                        # the hottest 2 % of the crop: the target
+contrast = {k: float((v * t_in).sum() / t_in.sum() - (v * (1 - t_in)).sum() / (1 - t_in).sum())
+            for k, v in show_f.items()}
+RESULTS["fused_night_target_contrast"] = contrast
+display(Markdown(
+    "Target contrast (mean of the hottest 2 % of the infrared pixels minus the mean of the rest), per panel: "
+    + ", ".join(f"{k} **{v:+.3f}**" for k, v in contrast.items()) + "."))
 fig
 
 # %% [markdown]
