@@ -1016,7 +1016,9 @@ def _check_same_run(ckpt: Mapping[str, Any], identity: Mapping[str, Any], path: 
             changed.remove("recipe")
             changed += [f"recipe.{k}" for k in sorted(set(saved["recipe"]) | set(now["recipe"]))
                         if saved["recipe"].get(k) != now["recipe"].get(k)]
-        diff = f" (different: {', '.join(changed)})" if changed else ""
+        if not changed:  # only fields added since (absent there, None here): the same run, written by older code
+            return
+        diff = f" (different: {', '.join(changed)})"
     raise ResumeMismatchError(
         f"{path} holds {there}, epoch {ckpt['epoch']}, but this run is {_describe(now)}{diff}: resuming would "
         f"mix two runs. Train into another folder (each profile has its own), or delete {path.parent} to "

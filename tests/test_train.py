@@ -525,6 +525,13 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
             run={"method": "tiny", "profile": "smoke", "recipe": smoke})
 
 
+def test_resume_accepts_a_checkpoint_written_before_a_new_default_field(tmp_path):
+    """A recipe field added later with default None (absent in the old record) is the same run."""
+    run_fit(tmp_path, epochs=1, run={"method": "tiny", "recipe": {"lr": 0.01}})
+    _, _, h = run_fit(tmp_path, epochs=2, run={"method": "tiny", "recipe": {"lr": 0.01, "model": None}})
+    assert [r["epoch"] for r in h.epochs] == [1, 2]
+
+
 def test_corrupt_checkpoint_and_stale_temporaries(tmp_path, capsys):
     run_fit(tmp_path, epochs=1)
     (tmp_path / ".last.pt.12345.tmp").write_bytes(b"half a checkpoint")  # a kill during the write
