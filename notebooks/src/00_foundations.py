@@ -25,6 +25,7 @@ data_root = None        # not used here: 00 runs on the bundled pairs in data/
 seed = 0
 out_dir = "../runs/00_foundations"
 epochs = None           # None: the profile's budget
+weights_dir = None      # None: the repository's weights/ (the shipped networks); another folder for tests
 
 # %% [markdown]
 # ## 1 · Setup
@@ -36,11 +37,14 @@ epochs = None           # None: the profile's budget
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
+from matplotlib.ticker import MaxNLocator
 
-from fusionlib import data, losses, metrics, profiling, spectral, viz
+from fusionlib import data, losses, metrics, profiling, spectral, viz, weights
 from fusionlib.baselines import average_fusion, max_fusion
 from fusionlib.laziness import LazinessTracker, summarise
 from fusionlib.atomic import atomic_save
@@ -190,6 +194,7 @@ show(TinyFuse)
 # features drawn, and checked against the module's own `forward`.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 torch.manual_seed(seed)
 net = TinyFuse()
 crop = (slice(None), slice(None), slice(200, 296), slice(480, 576))   # around the pedestrians
@@ -219,6 +224,7 @@ fig
 # multiply-add = 2 FLOPs, so GMAC = GFLOPs / 2 — papers mix the two conventions).
 
 # %%
+# NBVAL_CHECK_OUTPUT
 print(profiling.format_parameter_table(net, depth=1))
 cost = profiling.count_flops(net, torch.Size([1, 1, 480, 640]), torch.Size([1, 1, 480, 640]))
 print(f"at 480x640: {cost['gmac']:.3f} GMAC = {cost['gflops']:.3f} GFLOPs")
@@ -250,11 +256,15 @@ t_train = time.perf_counter() - t_train
 net = net.to("cpu").eval()
 atomic_save(net.state_dict(), Path(out_dir) / "weights.pt")  # the fuse command and 06 read these two
 save_laziness(tracker.records, out_dir)
-print(f"trained {B['epochs']} epochs in {t_train:.1f} s on {S.device}")
+n_steps = int(sum(e.get("steps", 0) for e in hist.epochs))
+RUN_LABEL = f"this run ({S.profile}, {n_steps} steps)"
+print(f"trained {B['epochs']} epochs, {n_steps} steps of {B['batch']}x{B['crop']}² crops in {t_train:.1f} s on {S.device}")
 hist.to_frame().round(4)
 
 # %%
-fig = viz.plot_history(hist.epochs, keys=(("loss", "int", "grad"), "lr"))
+fig = viz.plot_history(hist.epochs, keys=(("loss", "int", "grad"), "lr"), title=f"TinyFuse training — {RUN_LABEL}")
+for ax in fig.axes:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 viz.save_figure(fig, out_dir, "history")
 fig
 
@@ -267,62 +277,146 @@ fig
 # construction too, so read the *ratios between blocks*, not only the downward trend.
 
 # %%
-fig = viz.plot_laziness_compare({"absolute ‖ΔW‖_F": tracker.records}, relative=False, logy=True)
-fig2 = viz.plot_laziness(tracker.records, relative=True, logy=True, title="relative ‖ΔW‖_F / ‖W‖_F")
-viz.save_figure(fig, out_dir, "laziness_abs")
-viz.save_figure(fig2, out_dir, "laziness_rel")
-fig2
+fig = plt.figure(figsize=(12, 3.8), layout="constrained")
+ax_abs, ax_rel = fig.subplots(1, 2)
+viz.plot_laziness(tracker.records, relative=False, logy=True, ax=ax_abs, title="absolute ‖ΔW‖_F", legend=False)
+viz.plot_laziness(tracker.records, relative=True, logy=True, ax=ax_rel, title="relative ‖ΔW‖_F / ‖W‖_F")
+ax_rel.legend(title="block", fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+fig.suptitle(f"TinyFuse weight change per epoch — {RUN_LABEL}")
+viz.save_figure(fig, out_dir, "laziness")
+plt.close(fig)
+fig
 
 # %%
 lazy = summarise(tracker.records, threshold=1e-2)
 print("fraction of epochs each block's relative update stayed above 1e-2:", lazy)
 RESULTS["laziness_fraction_above_1e-2"] = lazy
-viz.laziness_explorer(tracker.records)   # a slider over epochs in JupyterLab; a static grid under papermill
+lz_rel = pd.DataFrame(tracker.records).groupby("block", sort=False)["relative"].mean()
+display(Markdown(f"Averaged over the epochs of this run, **{lz_rel.idxmax()}** has the largest relative update "
+                 f"({lz_rel.max():.1e} per epoch) and **{lz_rel.idxmin()}** the smallest ({lz_rel.min():.1e})."))
+if not viz.STATIC:   # JupyterLab: a slider over epochs; under papermill it would only repeat the figure above
+    display(viz.laziness_explorer(tracker.records))
+
+# %% [markdown]
+# ### Which network the rest of the notebook shows
+#
+# The sections above trained TinyFuse at this profile's budget. A `smoke` run is a few hundred small steps
+# on a CPU: it shows that training runs and gives real laziness curves, but the network it leaves has
+# learned little. So at `smoke` the sections that look at what a trained TinyFuse does (the fused image,
+# its spectrum, the metrics) use the network shipped in `weights/tinyfuse.pt`, when the repository has
+# it: trained by `train_tinyfuse`, the function called above, at `TINYFUSE_RECIPES["lab"]`, by
+# `python -m fusionlib.weights train` (its record in `weights/MANIFEST.json` is printed below). Under `lab`
+# and `paper` they use this run's own network. Every figure and table below names the network it shows.
+
+# %%
+WEIGHTS_DIR = weights_dir or weights.WEIGHTS_DIR
+NET, NET_LABEL = weights.network_for("tinyfuse", net, S.profile, weights_dir=WEIGHTS_DIR)
+SHIPPED = NET is not net
+if SHIPPED:
+    rec = weights.shipped_record("tinyfuse", WEIGHTS_DIR)
+    NET_SHORT = f"shipped, {rec['profile']} recipe, {rec['steps']} steps"
+    print(f"weights/{rec['file']}: {rec['steps']} steps of the {rec['profile']!r} recipe, trained on {rec['device']} "
+          f"in {rec['wall_seconds'] / 60:.1f} min, started {rec['started']}, commit {rec['commit'][:12]}, "
+          f"seed {rec['seed']}, sha256 {rec['sha256'][:12]}...")
+else:
+    NET_SHORT = RUN_LABEL
+NET = NET.eval()
+print("the network the sections below show:", NET_LABEL)
+RESULTS["evaluated_network"] = NET_LABEL
 
 # %% [markdown]
 # ## 7 · The fused image and its spectrum
 #
 # The trained network on the whole night pair, next to the baselines, with colour restored
-# from the visible chroma.
+# from the visible chroma (at `smoke` with shipped weights, this run's short-trained network is drawn
+# beside it).
 
 # %%
 with torch.no_grad():
-    tiny = net(ir, vi).clamp(0, 1)
+    tiny = NET(ir, vi).clamp(0, 1)
+    tiny_run = net(ir, vi).clamp(0, 1)
 fused = {"average": average_fusion(ir, vi), "max": max_fusion(ir, vi), "TinyFuse": tiny}
-fig = viz.show_images({"IR": ir, "VI": vi, **fused}, ncols=5, zoom=(500, 200, 100, 100))
+panels = {"IR": ir, "VI": vi, "average": fused["average"], "max": fused["max"], f"TinyFuse ({NET_SHORT})": tiny}
+if SHIPPED:
+    panels[f"TinyFuse, {RUN_LABEL}"] = tiny_run
+fig = viz.show_images(panels, ncols=3, zoom=(500, 200, 100, 100), panel_size=3.6,
+                      title=f"MSRS 00004N, night — TinyFuse: {NET_SHORT}")
 viz.save_figure(fig, out_dir, "fused_night")
 fig
 
+# %% [markdown]
+# Does the fused image keep the pedestrians bright? The *target contrast* of an image: its mean over the
+# infrared image's brightest 3 % of pixels minus its mean over the rest (positive: the hot targets stand out).
+
 # %%
-fig = viz.show_images({k: data.merge_luma(v[0], night["vi_cbcr"]) for k, v in fused.items()}, ncols=3)
+def target_contrast(f: torch.Tensor, ir_img: torch.Tensor, frac: float = 0.03) -> float:
+    """Mean of ``f`` over the top ``frac`` of ``ir_img``'s pixels minus its mean elsewhere; (1, 1, H, W) each."""
+    hot = ir_img.flatten() >= torch.quantile(ir_img.flatten().double(), 1 - frac).float()
+    f = f.flatten()
+    return float(f[hot].mean() - f[~hot].mean())
+
+
+contrast = {"IR": target_contrast(ir, ir), "VI": target_contrast(vi, ir),
+            **{k: target_contrast(v, ir) for k, v in fused.items()}}
+if SHIPPED:
+    contrast[f"TinyFuse {RUN_LABEL}"] = target_contrast(tiny_run, ir)
+RESULTS["target_contrast_00004N"] = contrast
+kept = contrast["TinyFuse"] / contrast["IR"]
+display(Markdown(
+    f"Target contrast on 00004N (TinyFuse = {NET_SHORT}): "
+    + ", ".join(f"{k} {v:.3f}" for k, v in contrast.items())
+    + f". TinyFuse keeps {kept:.0%} of the infrared contrast, "
+    + ("more than the average" if contrast["TinyFuse"] > contrast["average"] else "no more than the average")
+    + f" ({contrast['average'] / contrast['IR']:.0%}) and "
+    + ("more than" if contrast["TinyFuse"] > contrast["max"] else "less than")
+    + f" the maximum ({contrast['max'] / contrast['IR']:.0%})."))
+
+# %%
+fig = viz.show_images({f"{k} (RGB)" if k != "TinyFuse" else f"TinyFuse, {NET_SHORT} (RGB)":
+                       data.merge_luma(v[0], night["vi_cbcr"]) for k, v in fused.items()}, ncols=3)
 fig
 
 # %% [markdown]
 # **Spectra.** The radial power spectral density (power averaged over rings of equal spatial
-# frequency) shows which frequencies each image carries: the visible image's texture lives at
-# high frequencies, the IR image's smooth blobs at low ones. A good fusion keeps the upper
-# envelope of both; averaging loses power everywhere.
+# frequency) shows which frequencies each image carries. One expects the visible image's texture at
+# high frequencies and the infrared image's smooth blobs at low ones; whether that holds for this night
+# pair, and what the fusion rules keep, is read from the curves in the cell after the figure.
 
 # %%
 imgs = {"IR": ir[0, 0], "VI": vi[0, 0], **{k: v[0, 0] for k, v in fused.items()}}
-fig = viz.plot_radial_psd(imgs, title="radial PSD, MSRS 00004N")
+fig = viz.plot_radial_psd(imgs, title=f"radial PSD, MSRS 00004N — TinyFuse: {NET_SHORT}")
 viz.save_figure(fig, out_dir, "radial_psd")
 fig
 
 # %%
-import matplotlib.pyplot as plt
+f, p = spectral.radial_psd(torch.stack(list(imgs.values())).double())
+bands = {"low (0 < f < 0.05)": (f > 0) & (f < 0.05), "mid (0.05-0.25)": (f >= 0.05) & (f <= 0.25), "high (f > 0.25)": f > 0.25}
+band_power = pd.DataFrame({b: {k: float(p[i][m].sum()) for i, k in enumerate(imgs)} for b, m in bands.items()})
+RESULTS["band_power"] = band_power.to_dict("index")
+src_top = {b: band_power.loc[["IR", "VI"], b].idxmax() for b in bands}
+vi_above = float((p[1][f > 0] > p[0][f > 0]).double().mean())
+avg_below = float((p[2][f > 0] < torch.maximum(p[0], p[1])[f > 0]).double().mean())
+display(Markdown(
+    f"Measured on 00004N: the source with more power is **{src_top['low (0 < f < 0.05)']}** at low frequencies, "
+    f"**{src_top['mid (0.05-0.25)']}** in the middle band and **{src_top['high (f > 0.25)']}** at high ones; the "
+    f"visible image lies above the infrared one in {vi_above:.0%} of the frequency bins. "
+    + ("So on this night scene the textbook split does not hold at low frequencies: the visible image carries "
+       "more power there than the infrared one. " if src_top["low (0 < f < 0.05)"] == "VI" else "")
+    + f"The average lies below the stronger source in {avg_below:.0%} of the bins: averaging halves each "
+    f"source's amplitude where the other is weak. Band powers (sum of the PSD over each band):"))
+band_power
 
+# %%
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-for ax, (k, v) in zip(axes, {"IR": ir, "VI": vi, "TinyFuse": tiny}.items()):
+for ax, (k, v) in zip(axes, {"IR": ir, "VI": vi, f"TinyFuse ({NET_SHORT})": tiny}.items()):
     viz.plot_spectrum(v[0, 0], ax=ax, title=f"log |FFT| {k}")
 fig.tight_layout()
 plt.close(fig)
 fig
 
 # %%
-f, p = spectral.radial_psd(torch.stack([ir[0, 0], vi[0, 0], tiny[0, 0]]))
 hi = f > 0.25
-RESULTS["high_freq_power"] = {k: float(p[i][hi].sum()) for i, k in enumerate(["IR", "VI", "TinyFuse"])}
+RESULTS["high_freq_power"] = {k: float(p[i][hi].sum()) for i, k in enumerate(imgs) if k in ("IR", "VI", "TinyFuse")}
 RESULTS["high_freq_power"]
 
 # %% [markdown]
@@ -344,7 +438,9 @@ def eval_set(name, n):
         s = ds.by_name(nm)
         a, b = s["ir"][None], s["vi"][None]
         with torch.no_grad():
-            outs = {"average": average_fusion(a, b), "max": max_fusion(a, b), "TinyFuse": net(a, b).clamp(0, 1)}
+            outs = {"average": average_fusion(a, b), "max": max_fusion(a, b), "TinyFuse": NET(a, b).clamp(0, 1)}
+            if SHIPPED:                       # this run's short-trained network beside the shipped one
+                outs["TinyFuse, this run"] = net(a, b).clamp(0, 1)
         for method, fz in outs.items():
             for preset in ("tang", "cddfuse"):
                 vals = metrics.evaluate(fz, a, b, preset, ["EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM"])
@@ -357,21 +453,48 @@ t_eval = time.perf_counter()
 rows = eval_set("msrs", B["n_eval"]) + eval_set("harvard_ct", B["n_eval"])
 t_eval = time.perf_counter() - t_eval
 df = pd.DataFrame(rows)
-table = df.groupby(["set", "preset", "method"]).mean(numeric_only=True).round(3)
-print(f"{df['image'].nunique()} image pairs, {len(df)} rows, metrics in {t_eval:.1f} s")
+table = df.groupby(["set", "preset", "method"], sort=False).mean(numeric_only=True).round(3)
+pairs_used = {s_: sorted(df[df.set == s_]["image"].unique()) for s_ in df.set.unique()}
+print(f"Metrics, {S.profile} profile — TinyFuse = {NET_LABEL}" + (f"; 'TinyFuse, this run' = {RUN_LABEL}" if SHIPPED else ""))
+print("pairs (full resolution): " + "; ".join(f"{k}: {len(v)} ({', '.join(v)})" for k, v in pairs_used.items())
+      + f" | {len(df)} rows, metrics in {t_eval:.1f} s")
 table
 
+# %%
+tang_means = df[df.preset == "tang"].groupby(["set", "method"]).mean(numeric_only=True)
+lines = []
+for s_ in pairs_used:
+    t_ = tang_means.loc[s_]
+    parts = []
+    for ref in ("max", "average"):
+        wins = [m for m in t_.columns if t_.loc["TinyFuse", m] > t_.loc[ref, m]]
+        parts.append(f"above **{ref}** on {len(wins)} of {len(t_.columns)}" + (f" ({', '.join(wins)})" if wins else ""))
+    lines.append(f"{s_}: " + ", ".join(parts))
+RESULTS["tinyfuse_above_baselines_tang"] = lines
+display(Markdown(f"Under `tang` (every metric here is higher-is-better), TinyFuse ({NET_SHORT}) is: " + "; ".join(lines) + ". "
+                 + ("A network of a few hundred smoke steps is not expected to beat the baselines: these rows show "
+                    "that the pipeline runs." if not SHIPPED and S.profile == "smoke" else
+                    f"The pairs are {sum(len(v) for v in pairs_used.values())}, so read these as a sketch, not a "
+                    "ranking.")))
+
 # %% [markdown]
-# Same images, same fused outputs, two conventions: SSIM under `cddfuse` is about twice the
-# `tang` value (a sum instead of a mean), MI differs by the factor ln 2 (nats vs bits) and by
-# how each toolbox bins its histogram. Comparing numbers across papers that use different
-# evaluators is meaningless without saying which.
+# Same images, same fused outputs, two conventions: SSIM under `cddfuse` is a sum where `tang` takes a
+# mean (so about twice), MI is in nats instead of bits (a factor ln 2 ≈ 0.69) and each toolbox bins its
+# histogram its own way. The ratios measured on these pairs follow the table. Comparing numbers across
+# papers that use different evaluators is meaningless without saying which.
 
 # %%
 tang = df[df.preset == "tang"].groupby(["set", "method"]).mean(numeric_only=True)
 cdd = df[df.preset == "cddfuse"].groupby(["set", "method"]).mean(numeric_only=True)
 ratio = (cdd[["SSIM", "MI", "VIF"]] / tang[["SSIM", "MI", "VIF"]]).round(3)
 ratio.columns = [f"{c} cddfuse/tang" for c in ratio.columns]
+away = (tang[["SSIM", "MI", "VIF"]].abs() > 0.05).to_numpy()    # a ratio of two near-zero values means nothing
+RESULTS["preset_ratio_range"] = {c: [float(ratio[c][away[:, i]].min()), float(ratio[c][away[:, i]].max())]
+                                 for i, c in enumerate(ratio.columns) if away[:, i].any()}
+display(Markdown("Measured `cddfuse` / `tang` ratios over these sets and methods (rows whose `tang` value is "
+                 "near zero, a black or flat output, left out): " + "; ".join(
+                     f"{c.split()[0]} {lo:.2f}–{hi:.2f}" for c, (lo, hi) in RESULTS["preset_ratio_range"].items())
+                 + f" (TinyFuse = {NET_SHORT})."))
 ratio
 
 # %%
@@ -398,10 +521,12 @@ RESULTS["tinyfuse"]["latency_ms_480x640"] = lat["median_s"] * 1e3
 # ## 10 · Results and questions
 #
 # `results.json` holds the budget, the laziness summary, the metrics per set, preset and
-# method, and the timings; `tests/test_notebooks.py` checks that every number in it is finite.
+# method (with the network that produced them, `evaluated_network`), and the timings;
+# `tests/test_notebooks.py` checks that every number in it is finite.
 
 # %%
 RESULTS["final_loss"] = hist.epochs[-1]["loss"]
+RESULTS["training_steps"] = n_steps
 RESULTS["seconds"] = {"train": t_train, "eval": t_eval, "total": time.perf_counter() - T0}
 path = record(out_dir, RESULTS, meta=S)
 print("wrote", path)

@@ -33,6 +33,7 @@ epochs = None           # None: the profile's budget
 checkpoint = None       # path to the authors' SIBA_epoch60.pth; when given, the released weights are evaluated too
 quantize = "floor"      # how a fused image becomes 8-bit before the metrics: "floor" (authors' test.py) | "round"
 ablation_steps = None   # steps per §10b ablation row; None: the profile's (lab: §7's 500, six more runs)
+weights_dir = None      # None: the repository's weights/ (the shipped networks); another folder for tests
 
 # %% [markdown]
 # ## 1 · Setup
@@ -52,9 +53,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from IPython.display import Markdown, display
+from matplotlib.ticker import MaxNLocator
 from tqdm.auto import tqdm
 
-from fusionlib import data, metrics, paper_numbers, profiling, spectral, viz
+from fusionlib import data, metrics, paper_numbers, profiling, spectral, viz, weights
 from fusionlib.baselines import average_fusion, max_fusion
 from fusionlib.checkpoints import load_siba_released
 from fusionlib.laziness import LazinessTracker
@@ -253,6 +256,7 @@ fig
 # temperatures. The fusion head holds 59 % of the weights; the attention blocks are small.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 n_params = profiling.count_parameters(model)
 assert n_params == PAPER["params_code"] == 565_941, n_params
 ptab = profiling.parameter_table(model, depth=1)
@@ -261,6 +265,9 @@ groups = {"stems": "stem_", "self_attention": "sa_", "cbsm (x4)": "cbsm_", "cros
           "fusion head": ("fuse_conv", "out_conv")}
 breakdown = {g: int(ptab[ptab.module.str.startswith(p)].params.sum()) for g, p in groups.items()}
 print(pd.Series(breakdown).to_string())
+head_share = breakdown["fusion head"] / n_params
+print(f"fusion head: {head_share:.1%} of the weights")
+assert round(100 * head_share) == 59, "the prose above and §7 say 59 %"
 print(f"total {n_params:,} vs paper {PAPER['params_M']} M")
 RESULTS["params"] = {"total": n_params, "paper_M": PAPER["params_M"], "by_module": dict(zip(ptab.module, ptab.params)),
                      "by_group": breakdown}
@@ -402,8 +409,9 @@ grad_table.round(5)
 # `SIBA_RECIPES["paper"]`: Adam 1e-4, the step schedule through
 # `LambdaLR(recipe.lr_lambda())` (halved every 25 epochs, floored at 1e-6), gradient clipping at 0.01.
 # The `lab` and `smoke` profiles cut the run into short "epochs" of a few steps (for the laziness
-# curves) and keep the paper's schedule in *steps*: the lr halves after 25 paper epochs = 8,000
-# steps, so it stays at 1e-4 in every run shorter than that.
+# curves) and keep the paper's schedule in *steps*: the lr halves after 25 paper epochs (8,000 steps at
+# the paper's batch of 4; the printout below gives this profile's count at its own batch), so it stays
+# at 1e-4 in every run shorter than that.
 #
 # **Data, and why its mix matters.** The paper trains on MSRS-train (1,083 pairs, about half of them
 # night scenes) plus 200 RoadScene pairs, so 84 % of its crops are MSRS. The bundle holds only 4
@@ -413,7 +421,8 @@ grad_table.round(5)
 # what teach the network to carry an infrared target's brightness, while daytime RoadScene mostly
 # teaches it to copy the visible image. The recipe therefore draws each of the 4 MSRS pairs 270 times
 # per epoch, each time with its own random crop (`"msrs/train*270"`, `fusionlib.data.RepeatedCrops`):
-# 1,080 MSRS : 200 RoadScene crops, the paper's proportions and its 320 steps per epoch, from 4
+# 1,080 MSRS : 200 RoadScene crops, the paper's proportions and, at the paper's batch of 4, its 320 steps
+# per epoch (a profile with a smaller batch takes more steps per epoch: the table below), from 4
 # scenes instead of 1,083. (§9 measures what the mix does to the infrared targets: under `lab` it trains
 # the same budget on the bundled pairs once each beside it.)
 #
@@ -434,8 +443,11 @@ loader = recipe_loader(recipe, seed=seed, batch_size=B["batch"], crop=B["crop"])
 if B["steps"] is not None:  # "epochs" of B["steps"] steps: keep the paper's lr schedule in steps, not epochs
     recipe = dataclasses.replace(recipe, step_size=max(1, round(recipe.step_size * len(loader) / B["steps"])))
 print(loader.dataset)
-print(f"{len(loader)} steps make one paper epoch; lr halved every {recipe.step_size} epochs of "
-      f"{B['steps'] or len(loader)} steps")
+steps_per_short_epoch = B["steps"] or len(loader)
+print(f"one paper epoch = {len(loader.dataset)} crops = {len(loader)} steps at this profile's batch of {B['batch']} "
+      f"({-(-len(loader.dataset) // 4)} at the paper's batch of 4). The lr halves after 25 paper epochs = "
+      f"{recipe.step_size} of this run's epochs of {steps_per_short_epoch} steps = "
+      f"{recipe.step_size * steps_per_short_epoch:,} steps; this run trains {B['epochs'] * steps_per_short_epoch} steps")
 # the paper's budget beside each profile's (MSRS train has 1,083 pairs: the dataset's split; the paper names
 # the set, not its size). The released train.py keeps the last partial batch: ceil(1283 / 4) = 321 steps.
 PAPER_RUN = {"data": "MSRS train 1,083 + RoadScene 200 pairs", "crops per epoch": 1083 + 200, "batch": 4,
@@ -505,6 +517,7 @@ net = net.to("cpu").eval()
 atomic_save(net.state_dict(), Path(out_dir) / "weights.pt")  # the fuse command and 06 read these two
 save_laziness(tracker.records, out_dir)
 n_steps = int(sum(e.get("steps", 0) for e in hist.epochs))
+RUN_LABEL = f"this run ({S.profile}, {n_steps} steps)"
 print(f"trained {B['epochs']} epochs, {n_steps} steps of {B['batch']}x{B['crop']}² crops in {t_train:.1f} s on "
       f"{S.device}" + (f" ({t_call:.1f} s in this call: resumed from a checkpoint)" if t_call < 0.9 * t_train else ""))
 with torch.no_grad():
@@ -517,7 +530,13 @@ hist.to_frame().round(5)
 
 # %%
 hist_keys = [k for k in ("loss", ("lap", "int", "sobel"), "grad_norm", "lr") if isinstance(k, tuple) or k in hist.epochs[0]]
-fig = viz.plot_history(hist.epochs, keys=hist_keys, logy=False)
+fig = viz.plot_history(hist.epochs, keys=hist_keys, logy=False, title=f"SIBA training — {RUN_LABEL}")
+for ax in fig.axes:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax.get_ylabel() == "lr":        # a constant lr drawn on a ±4 % axis looks like a schedule: start at 0
+        ax.set_ylim(0, 1.25 * max(e["lr"] for e in hist.epochs))
+    if ax.get_legend() is not None:
+        ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(0, -0.18), ncol=3)
 viz.save_figure(fig, out_dir, "history")
 fig
 
@@ -534,12 +553,15 @@ fig
 # these per block from this run (mean over epochs), and the sentence under it reads them.
 
 # %%
-fig = viz.plot_laziness(tracker.records, relative=False, logy=True, title="absolute ‖ΔW‖_F per epoch")
+fig = viz.plot_laziness(tracker.records, relative=False, logy=True, title=f"absolute ‖ΔW‖_F per epoch — {RUN_LABEL}")
 viz.save_figure(fig, out_dir, "laziness_abs")
 fig
 
 # %%
-laziness_section(tracker.records, out_dir, RESULTS)
+fig = laziness_section(tracker.records, out_dir, RESULTS)
+fig.axes[0].set_title(f"relative ‖ΔW‖_F / ‖W‖_F per epoch — {RUN_LABEL}")
+viz.save_figure(fig, out_dir, "laziness_rel")
+fig
 
 # %%
 lz = pd.DataFrame(tracker.records)
@@ -552,10 +574,46 @@ lazy_tab["RMS step / (lr x steps per epoch)"] = lazy_tab["RMS step per weight, |
     SIBA_RECIPES["paper"].lr * (B["steps"] or len(loader)))
 RESULTS["laziness_per_block"] = {b: {k: float(v) for k, v in r.items()} for b, r in lazy_tab.iterrows()}
 rms = lazy_tab["RMS step per weight, |ΔW|/√n"]
-print(f"largest absolute ‖ΔW‖: {lazy_tab['absolute'].idxmax()}; largest relative: {lazy_tab['relative'].idxmax()}; "
-      f"smallest relative: {lazy_tab['relative'].idxmin()}; RMS step per weight spans x{rms.max() / rms.min():.1f} "
-      f"across blocks (absolute ‖ΔW‖ spans x{lazy_tab['absolute'].max() / lazy_tab['absolute'].min():.1f})")
+largest_abs = lazy_tab["absolute"].idxmax()
+display(Markdown(
+    f"In this run ({RUN_LABEL}, means over the epochs): the largest absolute change ‖ΔW‖ is in **{largest_abs}** "
+    + ("(as expected: it holds most of the weights)" if largest_abs == lazy_tab["params n"].idxmax() else
+       f"(not the block with the most weights, {lazy_tab['params n'].idxmax()})")
+    + f"; the largest relative change in **{lazy_tab['relative'].idxmax()}**, the smallest in "
+    f"**{lazy_tab['relative'].idxmin()}**. The RMS step per weight spans a factor {rms.max() / rms.min():.1f} across "
+    f"blocks, the absolute change a factor {lazy_tab['absolute'].max() / lazy_tab['absolute'].min():.1f}."))
 lazy_tab
+
+# %% [markdown]
+# ### Which network the later sections show
+#
+# At `smoke` the run above is a few dozen steps on 64² crops: the network it leaves returns an almost
+# black image (its mean output on the night crop is printed above). So at `smoke` the sections that look
+# at what a trained SIBA does (§8 attention, §9 fused image and spectrum, the extra rows of §10, the bf16
+# check of §11) use the network shipped in `weights/siba.pt` when the repository has it: trained by
+# `train_siba`, the function called above, at `SIBA_RECIPES["lab"]` (the paper's optimiser, crops and mix of
+# scenes, a few hundred steps), by `python -m fusionlib.weights train`; its record is printed below. Under
+# `lab` and `paper` they use this run's network. With `checkpoint`, the authors' released weights are shown
+# too. §9's fused image puts this run's network beside the shipped one; every figure and table names the
+# network it shows.
+
+# %%
+WEIGHTS_DIR = weights_dir or weights.WEIGHTS_DIR
+NET, NET_LABEL = weights.network_for("siba", net, S.profile, weights_dir=WEIGHTS_DIR)
+SHIPPED = NET is not net
+if SHIPPED:
+    rec = weights.shipped_record("siba", WEIGHTS_DIR)
+    NET_SHORT = f"SIBA shipped ({rec['profile']} recipe, {rec['steps']} steps)"
+    print(f"weights/{rec['file']}: {rec['steps']} steps of the {rec['profile']!r} recipe, trained on {rec['device']} "
+          f"in {rec['wall_seconds'] / 60:.1f} min, started {rec['started']}, commit {rec['commit'][:12]}, "
+          f"seed {rec['seed']}, sha256 {rec['sha256'][:12]}...")
+else:
+    NET_SHORT = f"SIBA, {RUN_LABEL}"
+NET = NET.eval()
+with torch.no_grad():
+    net_mean = float(NET(ir, vi).mean())
+print(f"the network §8-§11 show: {NET_LABEL}; its mean output on the 64x64 night crop: {net_mean:.4f}")
+RESULTS["evaluated_network"] = NET_LABEL
 
 # %% [markdown]
 # ## 8 · Looking inside: the channel attention of the four cross-attention blocks
@@ -563,12 +621,12 @@ lazy_tab
 # The probes hook `ca_*.attn.attend` (the softmax) and return its output, `(B, 8, 6, 6)`: for each
 # head, row i says how much query channel i draws from each of the 6 key/value channels. A day
 # (00055D) and a night (00004N) crop through the released weights when `checkpoint` is given,
-# otherwise through the network trained above (under smoke that network has moved little from its
-# initialisation: §7's laziness table gives how far).
+# otherwise through the network chosen at the end of §7 (named in every title; when that is a smoke run's
+# network, it has moved little from its initialisation: §7's laziness table gives how far).
 
 # %%
-TRAINED = f"SIBA ({S.profile}-trained here)"
-att_model, att_label = (released, "released SIBA_epoch60") if released is not None else (net, TRAINED)
+TRAINED = f"SIBA, {RUN_LABEL}"
+att_model, att_label = (released, "released SIBA_epoch60") if released is not None else (NET, NET_SHORT)
 c = B["att_crop"]
 crops = {"night 00004N": (ir_n[..., 200:200 + c, 480:480 + c], vi_n[..., 200:200 + c, 480:480 + c]),
          "day 00055D": (ir_d[..., 200:200 + c, 240:240 + c], vi_d[..., 200:200 + c, 240:240 + c])}
@@ -576,7 +634,8 @@ CA = ["ca_ir2vi", "ca_irI2vi", "ca_vi2ir", "ca_viI2ir"]
 probe_names = [f"{b}.attn.attend" for b in CA] + ["cbsm_ir", "cbsm_irI", "cbsm_vi", "cbsm_viI"]
 caps = {k: capture(att_model, a, b, names=probe_names) for k, (a, b) in crops.items()}
 print(att_label, {k: tuple(v.shape) for k, v in caps["night 00004N"].items()})
-fig = viz.show_images({f"{k} {m}": t[0] for k, (a, b) in crops.items() for m, t in (("IR", a), ("VI", b))}, ncols=4)
+fig = viz.show_images({f"{k} {m}": t[0] for k, (a, b) in crops.items() for m, t in (("IR", a), ("VI", b))}, ncols=4,
+                      title=f"the two {c}x{c} crops the attention is probed on (sources)")
 fig
 
 # %%
@@ -614,6 +673,7 @@ for blk_name in CA:
     row["max |night − day|"] = float((caps["night 00004N"][mk] - caps["day 00055D"][mk]).abs().max())
     att_stats[blk_name] = row
 RESULTS["attention"] = {"model": att_label, "crop": c, "stats": att_stats}
+print(f"attention rows per block and scene — {att_label}")
 pd.DataFrame(att_stats).T.round(4)
 
 # %% [markdown]
@@ -628,6 +688,7 @@ for r, (scene, (a, b)) in enumerate(crops.items()):
     for col, (name, img) in enumerate((("cbsm_ir", a), ("cbsm_irI", 1 - a), ("cbsm_vi", b), ("cbsm_viI", 1 - b))):
         viz.overlay_attention(img[0, 0], caps[scene][name][0].mean(0), alpha=0.5, ax=axes[r, col],
                               title=f"{name} · {scene}")
+fig.suptitle(f"CBSM queries (channel mean) over their source — {att_label}")
 fig.tight_layout()
 viz.save_figure(fig, out_dir, "cbsm_queries")
 plt.close(fig)
@@ -678,27 +739,31 @@ print(att_label, f"night crop {a.shape[-2]}x{a.shape[-1]}")
 pd.DataFrame(query_test).T.round(3)
 
 # %% [markdown]
-# All four blocks and all eight heads in one explorer (sliders in JupyterLab; a static grid under
-# papermill): the night crop.
+# All four blocks in one explorer, the night crop: in JupyterLab sliders over the four blocks and all eight
+# heads; under papermill a static grid of 16 panels, so four of the eight heads per block (each panel names
+# its head).
 
 # %%
-viz.attention_explorer({b: caps["night 00004N"][f"{b}.attn.attend"] for b in CA}, max_panels=16)
+att_view = viz.attention_explorer({b: caps["night 00004N"][f"{b}.attn.attend"] for b in CA}, max_panels=16)
+if viz.STATIC:
+    att_view.suptitle(f"channel attention, night 00004N crop — {att_label}")
+att_view
 
 # %% [markdown]
 # ## 9 · The fused image and its spectrum
 #
-# Fusion of the night crop by the baselines, the SIBA trained in §7, and (when given) the released
-# weights. Outputs are clamped to [0, 1] as in the authors' test script. The radial power spectral
-# density shows which spatial frequencies each image keeps.
+# Fusion of the night crop by the baselines, the SIBA trained in §7, the shipped network (at `smoke`, when
+# `weights/` has it) and (when given) the released weights. Outputs are clamped to [0, 1] as in the authors'
+# test script. The radial power spectral density shows which spatial frequencies each image keeps.
 #
 # **What a short run gives, and what the training data has to do with it.** The only term that sets a
-# target's brightness is `0.1·L_int`, about 1 % of the gradient on a crop (§6, printed there); it needs many
+# target's brightness is `0.1·L_int`, a small share of the gradient on a crop (§6 prints it); it needs many
 # crops whose `max(ir, vi)` is the infrared image over wide areas, which means night scenes, and that is
 # why §7 restores the paper's mix of scenes. The curve below is the *target contrast* on §7's probe crop
 # of night pair 00004N (rows 200–359, columns 480–639): the fused image's mean over the infrared image's
 # brightest 3 % of pixels minus its mean over the rest, after every epoch of §7's run; the horizontal lines
-# are the same number for the infrared image, the visible image and (when `checkpoint` is given) the
-# released weights. Under `lab` and `paper` a second run with the same budget and seed uses the bundled
+# are the same number for the infrared image, the visible image, the shipped network (at `smoke`) and
+# (when `checkpoint` is given) the released weights. Under `lab` and `paper` a second run with the same budget and seed uses the bundled
 # pairs once each (4 MSRS : 200 RoadScene, 2 % MSRS) and is drawn beside it. What to look for there: a
 # positive contrast means the targets are brighter than their surroundings (carried from the infrared
 # image); a negative one means the network copies the visible image, where the pedestrians are dark. The
@@ -706,6 +771,9 @@ viz.attention_explorer({b: caps["night 00004N"][f"{b}.attn.attend"] for b in CA}
 
 # %%
 refs = {"IR itself": target_contrast(probe_ir, probe_ir), "VI itself": target_contrast(probe_vi, probe_ir)}
+if SHIPPED:
+    with torch.no_grad():
+        refs[NET_SHORT] = target_contrast(NET.forward_fast(probe_ir, probe_vi).clamp(0, 1), probe_ir)
 if released is not None:
     with torch.no_grad():
         refs["released SIBA_epoch60"] = target_contrast(released.forward_fast(probe_ir, probe_vi).clamp(0, 1), probe_ir)
@@ -723,17 +791,21 @@ if B["mix_run"]:
     del net_once
 else:
     print("the once-each comparison run is skipped under smoke (B['mix_run'] = False); run lab to see it")
-fig, ax = plt.subplots(figsize=(7, 3.4))
-for label, rec in curves.items():
-    if rec:
-        ax.plot(*zip(*rec), marker="o", label=label)
-for (label, v), ls in zip(refs.items(), (":", "--", "-.")):
-    ax.axhline(v, color="k", ls=ls, lw=0.9, label=f"{label}: {v:.3f}")
+fig, ax = plt.subplots(figsize=(9, 3.6))
+for label, rec_ in curves.items():
+    if rec_:
+        ax.plot(*zip(*rec_), marker="o", label=f"{label}, {RUN_LABEL}" if label.endswith("§7") else label)
+for (label, v), (ls, col) in zip(refs.items(), ((":", "k"), ("--", "k"), ("-", "tab:red"), ("-.", "tab:green"))):
+    ax.axhline(v, color=col, ls=ls, lw=0.9, label=f"{label}: {v:.3f}")
 ax.axhline(0, color="grey", lw=0.5)
 ax.set_xlabel("training step")
 ax.set_ylabel("target contrast")
-ax.legend(fontsize=7)
+ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+ax.set_title("target contrast on 00004N's pedestrians (rows 200-359, cols 480-639)")
+ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+fig.tight_layout()
 viz.save_figure(fig, out_dir, "target_contrast")
+plt.close(fig)
 contrast_tab = pd.DataFrame({label: dict(rec) for label, rec in curves.items()}).rename_axis("step")
 RESULTS["target_contrast"] = {"crop": "00004N rows 200-359, cols 480-639", "references": refs,
                               "curves": {k: [[int(s_), float(v)] for s_, v in rec] for k, rec in curves.items()}}
@@ -745,15 +817,36 @@ fig
 a, b = crops["night 00004N"]
 with torch.no_grad():
     fused = {"average": average_fusion(a, b), "max": max_fusion(a, b), TRAINED: net(a, b).clamp(0, 1)}
+    if SHIPPED:
+        fused[NET_SHORT] = NET.forward_fast(a, b).clamp(0, 1)
     if released is not None:
         fused["SIBA released"] = released.forward_fast(a, b).clamp(0, 1)
-fig = viz.show_images({"IR": a, "VI": b, **fused}, ncols=6, panel_size=2.6)
+fig = viz.show_images({"IR": a, "VI": b, **fused}, ncols=4, panel_size=3.2,
+                      title=f"00004N night crop {a.shape[-2]}x{a.shape[-1]}, fused (clamped to [0, 1])")
 viz.save_figure(fig, out_dir, "fused_night_crop")
+crop_contrast = {k: target_contrast(v, a) for k, v in {"IR": a, "VI": b, **fused}.items()}
+RESULTS["target_contrast_fused_crop"] = crop_contrast
+RESULTS["fused_crop_mean"] = {k: float(v.mean()) for k, v in fused.items()}
+
+
+def _reads(name: str) -> str:
+    """One clause on what a fused crop shows, from its mean and its target contrast (IR: the reference)."""
+    m, tc = RESULTS["fused_crop_mean"][name], crop_contrast[name]
+    if m < 0.02:
+        return f"**{name}** is almost black (mean {m:.3f}): it has not learned the intensities yet"
+    return (f"**{name}** (mean {m:.3f}) keeps {tc / crop_contrast['IR']:.0%} of the infrared target contrast"
+            + (" (the pedestrians stand out)" if tc > 0.5 * crop_contrast["IR"] else " (the pedestrians stay dim)"))
+
+
+display(Markdown("Read from this figure: " + "; ".join(_reads(k) for k in fused if "SIBA" in k) + "."))
 fig
 
 # %%
 imgs = {"IR": a[0, 0], "VI": b[0, 0], **{k: v[0, 0] for k, v in fused.items()}}
+flat_out = [k for k, v in imgs.items() if float(v.std()) < 1e-6]
 fig = viz.plot_radial_psd(imgs, title=f"radial PSD, 00004N crop {a.shape[-2]}x{a.shape[-1]}")
+if flat_out:
+    print(f"no curve for {flat_out}: a constant image has no power beyond zero frequency")
 viz.save_figure(fig, out_dir, "radial_psd")
 fig
 
@@ -788,7 +881,8 @@ RESULTS["high_freq_power"]
 #
 # Under the smoke budget the smoke-trained SIBA has seen a few dozen crops: its mean output on the night
 # crop is printed in §7 beside the sources' means, and its target contrast in §9. Its row then measures the
-# pipeline, not the method.
+# pipeline, not the method; the shipped network's row (at `smoke`, when `weights/` has it) is a trained
+# network, trained for a small fraction of the paper's steps (its record at the end of §7 gives the count).
 
 # %%
 T1 = ["VIF", "SCD", "MI", "Qabf", "SSIM", "MS_SSIM", "FMI_pixel"]
@@ -806,6 +900,8 @@ def eval_pair(ds, name, scale):
 
 # each network on its fastest exact inference path (`forward_fast`, within 1e-5 of `forward`), as `fuse` runs it
 methods = {"average": average_fusion, "max": max_fusion, TRAINED: fast_forward("siba", net)}
+if SHIPPED:
+    methods[NET_SHORT] = fast_forward("siba", NET)
 if released is not None:
     methods["SIBA released"] = fast_forward("siba", released)
 rows, used = [], {}
@@ -845,8 +941,8 @@ for set_name in EVAL_SETS:
     print(f"\n== {set_name}: {len(u['pairs'])} bundled pairs, sizes {', '.join(u['sizes'])}"
           + (f", {u['resize']}" if u["resize"] else "") + " ==")
     print(t.round(3).to_string(na_rep="–"))
-print(f"\npreset 'tang' on quantize_output(F, {quantize!r}); {TRAINED} = {RESULTS['training']['steps']} steps of "
-      f"{B['batch']}x{B['crop']}² crops; metrics in {t_eval:.1f} s")
+print(f"\npreset 'tang' on quantize_output(F, {quantize!r}); {TRAINED}: {B['batch']}x{B['crop']}² crops"
+      + (f"; {NET_SHORT} = {NET_LABEL}" if SHIPPED else "") + f"; metrics in {t_eval:.1f} s")
 src = paper_numbers.provenance("siba", "msrs")["source"]
 print(f"paper row: {src['kind']}, {src['table']} (fusionlib.paper_numbers)")
 
@@ -862,7 +958,8 @@ RESULTS["eval"] = {"sets": used, "crop": B["eval_crop"], "preset": "tang", "quan
 # and method: the mean of each metric over the images with `"round"` minus with `"floor"`, and the largest
 # per-image |difference|. The two files differ by at most one grey level per pixel (rounding is never below
 # truncation); what that does to each metric is the table. A smoke-trained network that outputs black
-# (§7's mean output) shows no difference; with `checkpoint` the released weights' rows are the ones to read.
+# (§7's mean output) shows no difference; the shipped network's rows (at `smoke`) and, with `checkpoint`, the
+# released weights' rows are the ones to read.
 
 # %%
 both = df_all.groupby("method").quantize.transform("nunique") == 2
@@ -883,22 +980,29 @@ qtab.round(4)
 
 # %%
 cols = [c for c in T1 if c != "SSIM"]
-fig, axes = plt.subplots(1, len(TABLE1), figsize=(5.2 * len(TABLE1), 3.4), sharey=True)
-for ax, (set_name, t) in zip(np.atleast_1d(axes), TABLE1.items()):
+rels = {}
+for set_name, t in TABLE1.items():
     paper_row = paper_numbers.paper_column("siba", set_name, "tang")
-    ours = t.drop(index=[i for i in t.index if "paper" in str(i)])
-    if not paper_row:
+    if paper_row:
+        ours = t.drop(index=[i for i in t.index if "paper" in str(i)])
+        rels[set_name] = ours[cols].div(pd.Series(paper_row)[cols])
+top = max([1.4] + [1.05 * float(np.nanmax(r.to_numpy(dtype=float))) for r in rels.values()])   # one y range for all
+fig, axes = plt.subplots(1, len(TABLE1), figsize=(5.2 * len(TABLE1), 3.6), sharey=True)
+for ax, set_name in zip(np.atleast_1d(axes), TABLE1):
+    if set_name not in rels:
         ax.set_title(f"{set_name}: no paper value")
         continue
-    rel = ours[cols].div(pd.Series(paper_row)[cols])
-    rel.T.plot.bar(ax=ax, width=0.8, legend=False)
+    rels[set_name].T.plot.bar(ax=ax, width=0.8, legend=False)
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     ax.set_title(f"{set_name} ({len(used[set_name]['pairs'])} bundled pairs) / paper")
-    ax.set_ylim(0, max(1.4, 1.05 * float(np.nanmax(rel.to_numpy(dtype=float)))))
+np.atleast_1d(axes)[0].set_ylim(0, top)
 handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
 fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+fig.suptitle(f"Table 1 metrics / the paper's ({S.profile} profile; {TRAINED}"
+             + (f"; {NET_SHORT}" if SHIPPED else "") + ")")
 fig.tight_layout(rect=(0, 0.08, 1, 1))
 viz.save_figure(fig, out_dir, "table1_vs_paper")
+plt.close(fig)
 fig
 
 # %% [markdown]
@@ -1073,8 +1177,9 @@ t5 = paper_numbers.paper_table("siba", "Table 5")
 fps = {c: lat.get(f"forward_fast_{k}_fps", np.nan) for c, k in
        (("FPS MSRS", "480x640"), ("FPS M3FD", "384x512"), ("FPS TNO", "576x768"))}
 t5.loc[f"ours: this code, {S.device}"] = {"Params (M)": n_params / 1e6, "FLOPs (G)": cost128["gmac"], **fps}
-print(f"{t5.attrs['source']}: {t5.attrs['caption']}")
-t5.round(3)
+print(f"{t5.attrs['source']}: {t5.attrs['caption']} | ours: {S.profile} profile, the architecture's cost "
+      "(weights do not matter); FPS only at the full sizes, which smoke does not time (–)")
+t5.round(3).astype(object).where(t5.notna(), "–")
 
 # %% [markdown]
 # **bf16, and timing without synchronising.** The same forward with weights and activations in
@@ -1087,8 +1192,8 @@ t5.round(3)
 # `lab`/`paper`; smoke uses a 128×128 crop.
 
 # %%
-speed_model = (released if released is not None else net).eval()
-speed_label = "released SIBA_epoch60" if released is not None else TRAINED
+speed_model = (released if released is not None else NET).eval()
+speed_label = "released SIBA_epoch60" if released is not None else NET_SHORT
 hh, ww = (480, 640) if B["latency_full"] else (128, 128)
 ys, xs = (0, 0) if B["latency_full"] else (200, 480)
 xi_ir, xi_vi = (t[..., ys:ys + hh, xs:xs + ww].to(S.device) for t in (ir_n, vi_n))
@@ -1116,6 +1221,12 @@ speed_model.to("cpu")
 del m16
 prec_table = pd.DataFrame(prec_rows)
 print(f"{speed_label}, {hh}x{ww} night pair, {S.device}, {torch.get_num_threads()} threads")
+ref_spread = float(ref.std()) * 255
+if ref_spread < 1.0:   # a black or flat output: every precision clamps to the same image, |Δ| says nothing
+    display(Markdown(f"**Not a precision test:** the float32 output of {speed_label} is almost constant (standard "
+                     f"deviation {ref_spread:.2f} grey levels), so the |Δ| columns are ~0 for every precision "
+                     "whatever bf16 does. Read them with a trained network (shipped weights or `checkpoint`)."))
+RESULTS["efficiency"]["precision_reference_std_grey"] = ref_spread
 RESULTS["efficiency"]["precision"] = {"size": [hh, ww], "device": str(S.device), "weights": speed_label,
                                       "rows": prec_rows}
 prec_table.round(3)
@@ -1125,7 +1236,8 @@ prec_table.round(3)
 #
 # `results.json` holds the budget, the walk check, the parameter breakdown, the loss terms, the
 # training summary and laziness, the attention statistics, the Table 1 metrics (with the pairs and
-# sizes that produced them) and the cost; every number in it is finite.
+# sizes that produced them), which network §8–§11 show (`evaluated_network`) and the cost; every number
+# in it is finite.
 
 # %%
 RESULTS["seconds"] = {"train": t_train, "eval": t_eval, "total": time.perf_counter() - T0}
