@@ -336,7 +336,7 @@ with torch.no_grad():
     tiny = NET(ir, vi).clamp(0, 1)
     tiny_run = net(ir, vi).clamp(0, 1)
 fused = {"average": average_fusion(ir, vi), "max": max_fusion(ir, vi), "TinyFuse": tiny}
-panels = {"IR": ir, "VI": vi, "average": fused["average"], "max": fused["max"], f"TinyFuse ({NET_SHORT})": tiny}
+panels = {"IR": ir, "VI": vi, "average": fused["average"], "max": fused["max"], f"TinyFuse, {NET_SHORT}": tiny}
 if SHIPPED:
     panels[f"TinyFuse, {RUN_LABEL}"] = tiny_run
 fig = viz.show_images(panels, ncols=3, zoom=(500, 200, 100, 100), panel_size=3.6,
@@ -408,7 +408,7 @@ band_power
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-for ax, (k, v) in zip(axes, {"IR": ir, "VI": vi, f"TinyFuse ({NET_SHORT})": tiny}.items()):
+for ax, (k, v) in zip(axes, {"IR": ir, "VI": vi, f"TinyFuse, {NET_SHORT}": tiny}.items()):
     viz.plot_spectrum(v[0, 0], ax=ax, title=f"log |FFT| {k}")
 fig.tight_layout()
 plt.close(fig)
@@ -471,7 +471,7 @@ for s_ in pairs_used:
         parts.append(f"above **{ref}** on {len(wins)} of {len(t_.columns)}" + (f" ({', '.join(wins)})" if wins else ""))
     lines.append(f"{s_}: " + ", ".join(parts))
 RESULTS["tinyfuse_above_baselines_tang"] = lines
-display(Markdown(f"Under `tang` (every metric here is higher-is-better), TinyFuse ({NET_SHORT}) is: " + "; ".join(lines) + ". "
+display(Markdown(f"Under `tang` (every metric here is higher-is-better), TinyFuse ({NET_LABEL}) is: " + "; ".join(lines) + ". "
                  + ("A network of a few hundred smoke steps is not expected to beat the baselines: these rows show "
                     "that the pipeline runs." if not SHIPPED and S.profile == "smoke" else
                     f"The pairs are {sum(len(v) for v in pairs_used.values())}, so read these as a sketch, not a "

@@ -553,13 +553,20 @@ fig
 # these per block from this run (mean over epochs), and the sentence under it reads them.
 
 # %%
+def legend_outside(fig):
+    """The block legend to the right of the curves (it covered them)."""
+    fig.axes[0].legend(title="block", fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
 fig = viz.plot_laziness(tracker.records, relative=False, logy=True, title=f"absolute ‖ΔW‖_F per epoch — {RUN_LABEL}")
+legend_outside(fig)
 viz.save_figure(fig, out_dir, "laziness_abs")
 fig
 
 # %%
 fig = laziness_section(tracker.records, out_dir, RESULTS)
 fig.axes[0].set_title(f"relative ‖ΔW‖_F / ‖W‖_F per epoch — {RUN_LABEL}")
+legend_outside(fig)
 viz.save_figure(fig, out_dir, "laziness_rel")
 fig
 
