@@ -5,13 +5,21 @@ figures the notebook saved. This module turns them into pages a reading group op
 without a network connection and without running anything:
 
 - ``site/NN_name.html``: the executed notebook (nbconvert's ``lab`` template) with every remote
-  ``<script>``/``<link>`` left out (require.js, MathJax, mermaid, the widget manager). Plots are
-  already inline base64 PNGs; formulas stay readable as their TeX source; an ipywidgets output is
-  replaced by a static snapshot of its saved state (e.g. a finished tqdm bar).
+  ``<script>``/``<link>`` left out (require.js, MathJax, mermaid, the widget manager). Markdown is
+  rendered and every formula (``$...$``, ``$$...$$``, ``\\begin{env}``) is converted to MathML at build
+  time (``latex2mathml``, pinned in ``requirements-site.txt``), which the browser draws with no script.
+  The ``show(...)`` source listings and the exercise sections (an ``Exercise`` heading and the cells
+  tagged ``exercise``/``check``, see ``fusionlib.labs.student``) are folded in closed ``<details>``.
+  Plots are already inline base64 PNGs; an ipywidgets output is replaced by a static snapshot of its
+  saved state (e.g. a finished tqdm bar).
+- A banner on every page: profile, device, date of the run, the commit of the checkout that built the
+  site, and at ``smoke`` which networks are shipped (``weights/MANIFEST.json``) and which one the run
+  evaluated (``results.json``: ``evaluated_network`` / ``weights``).
 - ``site/NN_name/figures/...``: every PNG/SVG the run wrote under ``runs/NN_name/``, and
   ``site/NN_name/results.json``.
-- ``site/index.html``: one card per notebook linking its page, its results table (``results.json``
-  with nested keys flattened) and its figures.
+- ``site/index.html``: one card per notebook: its intro, "what to look at" (a few headline numbers
+  from ``results.json`` by name, see :data:`HEADLINES`, and the figures), its questions for a reading
+  group, and every recorded number in a folded table.
 
 The site is built in a sibling staging folder and swapped in at the end, so an interrupted build
 leaves the previous site intact; a folder that is not a fusionlib site is never replaced.
@@ -49,6 +57,8 @@ class RunEntry:
     title: str = ""
     intro: str = ""
     failed: bool = False
+    questions: str = ""                                   # markdown under "Questions for a reading group"
+    nb: Any = field(default=None, repr=False)             # the executed notebook (nbformat node)
 
 
 # --------------------------------------------------------------------------- discovery
@@ -94,7 +104,8 @@ def find_runs(runs: str | Path) -> list[RunEntry]:
         res = d / "results.json"
         figs = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in FIGURE_SUFFIXES
                       and not any(part.startswith(".") for part in p.relative_to(d).parts))
-        entries.append(RunEntry(d.name, nb_path, res if res.is_file() else None, figs, title, intro, failed))
+        entries.append(RunEntry(d.name, nb_path, res if res.is_file() else None, figs, title, intro, failed,
+                              questions_md(nb), nb))
     if not entries:
         raise FileNotFoundError(f"no executed notebooks in {runs}/; {hint}")
     return entries
@@ -266,6 +277,490 @@ def _static_widgets(nb: Any) -> int:
     return n
 
 
+# --------------------------------------------------------------------------- markdown and math
+
+_MATHML_WARNED: list[bool] = []
+
+
+def tex_to_html(tex: str, *, display: bool = False) -> str:
+    """One TeX formula (without its ``$`` delimiters) as MathML, which browsers draw without a script.
+
+    A formula ``latex2mathml`` cannot parse (or a build without the package) is shown as its TeX source
+    in a ``<code class="fl-tex">`` span, never as raw ``$...$``.
+
+    >>> tex_to_html("a^2").startswith('<math xmlns="http://www.w3.org/1998/Math/MathML" display="inline">')
+    True
+    """
+    try:
+        from latex2mathml.converter import convert
+    except ImportError:
+        if not _MATHML_WARNED:
+            _MATHML_WARNED.append(True)
+            print("warning: latex2mathml is not installed, formulas stay TeX source "
+                  "(pip install -r requirements-site.txt)", file=sys.stderr)
+        convert = None
+    if convert is not None:
+        try:
+            return convert(tex.strip(), display="block" if display else "inline")
+        except Exception:  # noqa: BLE001 - any parse failure falls back to the source
+            pass
+    tag = "div" if display else "span"
+    return f'<{tag} class="fl-tex" title="formula shown as TeX source"><code>{html.escape(tex.strip())}</code></{tag}>'
+
+
+_EXPORTER: list[type] = []
+
+
+def _exporter_class() -> type:
+    """``HTMLExporter`` whose markdown renderer writes MathML for formulas (built once, imports lazily)."""
+    if _EXPORTER:
+        return _EXPORTER[0]
+    from jinja2 import pass_context
+    from nbconvert import HTMLExporter
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+
+    class MathMLRenderer(IPythonRenderer):
+        """nbconvert's markdown renderer with formulas as MathML instead of TeX left for MathJax."""
+
+        def block_math(self, body: str) -> str:
+            return tex_to_html(body, display=True)
+
+        def inline_math(self, body: str) -> str:
+            return tex_to_html(body)
+
+        def latex_environment(self, name: str, body: str) -> str:
+            return tex_to_html(f"\\begin{{{name}}}{body}\\end{{{name}}}", display=True)
+
+    class OfflineExporter(HTMLExporter):
+        """The ``lab`` HTML exporter with MathML math and the site's folding/banner template."""
+
+        @pass_context
+        def markdown2html(self, context: Any, source: str) -> str:
+            cell = context.get("cell", {})
+            path = context.get("resources", {}).get("metadata", {}).get("path", "")
+            renderer = MathMLRenderer(escape=False, attachments=cell.get("attachments", {}),
+                                      embed_images=self.embed_images, path=path,
+                                      anchor_link_text=self.anchor_link_text,
+                                      exclude_anchor_links=self.exclude_anchor_links)
+            return MarkdownWithMath(renderer=renderer).render(source)
+
+        def default_filters(self):  # noqa: ANN201 - nbconvert's generator of (name, filter)
+            yield from super().default_filters()
+            yield ("tex2html", _latex_output_html)
+
+    OfflineExporter.MathMLRenderer = MathMLRenderer  # type: ignore[attr-defined]
+    _EXPORTER.append(OfflineExporter)
+    return OfflineExporter
+
+
+def _latex_output_html(tex: str) -> str:
+    """A ``text/latex`` output (e.g. ``display(Math(...))``): ``$$..$$``/``$..$`` to MathML, else escaped."""
+    t = tex.strip()
+    m = re.fullmatch(r"\$\$(.+)\$\$|\$(.+)\$|\\\[(.+)\\\]", t, flags=re.DOTALL)
+    if m:
+        body = next(g for g in m.groups() if g is not None)
+        return tex_to_html(body, display=m.group(2) is None)
+    if t.startswith("\\begin{"):
+        return tex_to_html(t, display=True)
+    return f"<pre>{html.escape(tex)}</pre>"
+
+
+def markdown_html(text: str, *, inline: bool = False) -> str:
+    """Markdown (with ``$`` math) to HTML the way the notebook pages render it; ``inline`` drops the
+    outer ``<p>`` of a one-paragraph text (for card intros and summaries).
+
+    >>> markdown_html("**bold** and `code`", inline=True)
+    '<strong>bold</strong> and <code>code</code>'
+    """
+    from nbconvert.filters.markdown_mistune import MarkdownWithMath
+
+    renderer = _exporter_class().MathMLRenderer(escape=True, anchor_link_text="", exclude_anchor_links=True)
+    out = MarkdownWithMath(renderer=renderer).render(text).strip()
+    if inline and out.startswith("<p>") and out.endswith("</p>") and out.count("<p>") == 1:
+        out = out[3:-4]
+    return out
+
+
+# --------------------------------------------------------------------------- folding
+
+_SHOW_CALL = re.compile(r"(?<![\w.])(?:nb\.)?show\(\s*([A-Za-z_][\w.]*)\s*\)")
+_EXERCISE_HEAD = re.compile(r"\s*#{1,6}\s*(Exercise\b[^\n]*)", re.IGNORECASE)  # the cell's first line
+_FOLD_TAGS = ("exercise", "check")
+
+
+def _plain_inline(md: str) -> str:
+    """Heading text for a ``<summary>``: escaped, ``code`` spans kept, math shown as MathML."""
+    return markdown_html(md.strip(), inline=True)
+
+
+def _stream_text(cell: Any) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+
+
+def mark_folds(nb: Any) -> int:
+    """Mark the cells a reader meets folded: ``show(...)`` listings and exercise sections.
+
+    Sets ``cell.metadata["fusionlib_fold_open"]`` (the ``<summary>`` HTML) on the first cell of a fold and
+    ``cell.metadata["fusionlib_fold_close"] = True`` on its last; the page template wraps the cells in
+    between in one closed ``<details>``. An exercise section is an ``Exercise ...`` heading cell plus the
+    cells right after it tagged ``exercise``/``check`` (tagged cells without a heading fold on their own).
+    Returns the number of folds.
+    """
+    cells = nb.cells
+    n, i = 0, 0
+    while i < len(cells):
+        c = cells[i]
+        tags = set(c.metadata.get("tags", []))
+        head = _EXERCISE_HEAD.match(c.source) if c.cell_type == "markdown" else None
+        if head or tags & set(_FOLD_TAGS):
+            j = i + 1 if head else i
+            while j < len(cells) and set(cells[j].metadata.get("tags", [])) & set(_FOLD_TAGS):
+                j += 1
+            last = max(j - 1, i)
+            group = cells[i:last + 1]
+            title = _plain_inline(head.group(1)) if head else "Exercise"
+            checks = [ln.strip() for g in group if "check" in g.metadata.get("tags", [])
+                      for ln in _stream_text(g).splitlines() if ln.strip().startswith(("✓", "✔"))]
+            parts = [c for c in ("the task" if head else "",
+                                 "the exercise cell" if any("exercise" in g.metadata.get("tags", []) for g in group)
+                                 else "", "its check" if any("check" in g.metadata.get("tags", []) for g in group)
+                                 else "") if c]
+            note = (" (" + ", ".join(parts) + ")") if parts else ""
+            passed = (f' <span class="fl-ok">{html.escape(checks[0].split(" on inputs")[0][:90])}</span>'
+                      if checks else "")
+            c.metadata["fusionlib_fold_open"] = (f'<span class="fl-kind">lab</span> {title}'
+                                                 f'<span class="fl-muted">{html.escape(note)}</span>{passed}')
+            cells[last].metadata["fusionlib_fold_close"] = True
+            n += 1
+            i = last + 1
+            continue
+        if c.cell_type == "code":
+            shown = _SHOW_CALL.findall(c.source)
+            if shown:
+                names = ", ".join(f"<code>{html.escape(a.strip())}</code>" for a in shown)
+                lines = sum(len((o.get("data", {}).get("text/plain") or o.get("text", "")).splitlines())
+                            for o in c.get("outputs", []))
+                size = f" · {lines} lines" if lines > 1 else ""
+                c.metadata["fusionlib_fold_open"] = (f'<span class="fl-kind">source</span> listing of {names}'
+                                                     f'<span class="fl-muted">{size}</span>')
+                c.metadata["fusionlib_fold_close"] = True
+                n += 1
+        i += 1
+    return n
+
+
+# --------------------------------------------------------------------------- run banner
+
+#: The networks each notebook trains and evaluates (``fusionlib.methods``: ``Method.notebook``), kept here
+#: so building the site does not import torch; ``tests/test_site.py`` checks it against the registry.
+NOTEBOOK_METHODS: dict[str, tuple[str, ...]] = {
+    "00_foundations": ("tinyfuse",), "01_aidfusion": ("aidfusion",), "02_siba": ("siba",),
+    "03_lkc_funet": ("lkc_funet",), "04_rpfnet": ("rpfnet",), "05_dmnet": ("dmnet",),
+    "06_benchmark": ("tinyfuse", "aidfusion", "siba", "lkc_funet", "rpfnet", "dmnet"),
+}
+
+_PROFILE_NOTE = {
+    "smoke": ("Smoke run: a few training steps on a CPU, to show that every cell runs. Networks trained in "
+              "this run are barely trained, so their pictures and numbers are not the paper's results."),
+    "lab": "Lab run: a reduced training budget; compare trends with the paper, not absolute numbers.",
+    "paper": "Paper run: the paper's training budget and data.",
+}
+
+
+@dataclass
+class RunInfo:
+    """What the banner of one page says about its run (empty strings: unknown)."""
+
+    profile: str = ""
+    profile_detail: str = ""
+    device: str = ""
+    date: str = ""
+    evaluated: list[tuple[str, str]] = field(default_factory=list)   # (what, label) from results.json
+    shipped: list[tuple[str, str]] = field(default_factory=list)     # (method, label or "" if none)
+
+
+def _stream_lines(nb: Any, max_cells: int = 8) -> list[str]:
+    """The stdout lines of the first ``max_cells`` code cells (where ``nb.setup`` prints the profile)."""
+    out: list[str] = []
+    for c in [c for c in nb.cells if c.cell_type == "code"][:max_cells]:
+        out += _stream_text(c).splitlines()
+    return out
+
+
+def shipped_networks(methods: tuple[str, ...] | list[str], weights_dir: str | Path | None = None
+                     ) -> list[tuple[str, str]]:
+    """``[(method, label)]``: ``fusionlib.weights.shipped_label`` where ``weights/`` has the file, else ``""``."""
+    from fusionlib import weights as W
+
+    wd = W.WEIGHTS_DIR if weights_dir is None else Path(weights_dir)
+    return [(m, W.shipped_label(m, wd) if W.shipped_weights(m, wd) is not None else "") for m in methods]
+
+
+def run_info(stem: str, nb: Any, results: dict[str, Any] | None,
+             weights_dir: str | Path | None = None) -> RunInfo:
+    """Profile, device and date of one run (``results.json`` meta, else the notebook's own setup output or
+    papermill's metadata), the network(s) it evaluated, and what ``weights/`` ships for its methods."""
+    meta = (results or {}).get("meta", {}) if isinstance(results, dict) else {}
+    meta = meta if isinstance(meta, dict) else {}
+    info = RunInfo(profile=str(meta.get("profile") or ""), device=str(meta.get("device") or ""))
+    for ln in _stream_lines(nb):
+        m = re.match(r"profile=(\w+)(?: \((.*)\))?\s*$", ln)
+        if m:
+            info.profile = info.profile or m.group(1)
+            info.profile_detail = m.group(2) or ""
+        m = re.match(r"device=(\S+)(?: \[(.*?)\])?", ln)
+        if m:
+            info.device = info.device or m.group(1)
+            if m.group(2) and m.group(2) not in info.device:
+                info.device += f" ({m.group(2)})"
+    written = str(meta.get("written") or nb.metadata.get("papermill", {}).get("end_time") or "")
+    info.date = written.replace("T", " ")[:16]
+    res = results if isinstance(results, dict) else {}
+    if isinstance(res.get("evaluated_network"), str):
+        info.evaluated.append(("evaluated", res["evaluated_network"]))
+    w = res.get("weights")
+    if isinstance(w, dict):
+        info.evaluated += [(str(k), str(v)) for k, v in w.items() if not isinstance(v, (dict, list))]
+    elif isinstance(w, str):
+        info.evaluated.append(("weights", w))
+    info.shipped = shipped_networks(NOTEBOOK_METHODS.get(stem, ()), weights_dir)
+    return info
+
+
+def git_commit(repo: str | Path | None = None) -> str:
+    """Short hash of the checkout that builds the site (``+ local changes`` when ``fusionlib/`` or the
+    notebooks differ from it), or ``"unknown"`` outside git."""
+    import subprocess
+
+    root = Path(repo) if repo else Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "fusionlib",
+                                "notebooks"], cwd=root, capture_output=True, text=True, check=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" + local changes" if dirty else "") if head else "unknown"
+
+
+def _chip(label: str, value: str) -> str:
+    return f'<span class="fl-chip"><span class="fl-chip-k">{html.escape(label)}</span> {value}</span>'
+
+
+def _networks_html(info: RunInfo) -> str:
+    """The banner's networks line: what the run evaluated and what ``weights/`` ships."""
+    items = [f"<li><b>{'network the figures show' if what == 'evaluated' else html.escape(what)}</b>: "
+             f"{html.escape(label)}</li>" for what, label in info.evaluated]
+    for m, label in info.shipped:
+        items.append(f"<li><b>{html.escape(m)}</b> in <code>weights/</code>: "
+                     + (html.escape(label) if label else
+                        "none shipped, so at smoke the notebook shows its own few-step network") + "</li>")
+    return f'<ul class="fl-nets">{"".join(items)}</ul>' if items else ""
+
+
+def banner_html(info: RunInfo, commit: str) -> str:
+    """The banner at the top of a notebook page: profile, device, date, commit, and (at smoke) which
+    networks are shipped and which one the run evaluated."""
+    prof = info.profile or "unknown"
+    cls = {"smoke": "fl-smoke", "lab": "fl-lab", "paper": "fl-paper"}.get(prof, "fl-unknown")
+    chips = [_chip("profile", f"<b>{html.escape(prof)}</b>"),
+             _chip("device", html.escape(info.device or "unknown")),
+             _chip("run", html.escape(info.date or "date unknown")),
+             _chip("commit", f"<code>{html.escape(commit)}</code> (site build)")]
+    note = _PROFILE_NOTE.get(prof, "The run's profile is not recorded.")
+    if prof == "smoke" and any(label for _, label in info.shipped):
+        note += " A shipped network (named below) is trained longer, on the CPU recipe."
+    detail = f' <span class="fl-detail">({html.escape(info.profile_detail)})</span>' if info.profile_detail else ""
+    nets = _networks_html(info) if (prof == "smoke" or info.evaluated) else ""
+    return (f'<div class="fl-banner {cls}" role="note" aria-label="run banner">'
+            f'<div class="fl-chips">{"".join(chips)}</div>'
+            f'<p class="fl-banner-note">{html.escape(note)}{detail}</p>{nets}</div>')
+
+
+def index_banner_html(infos: list[RunInfo], commit: str, weights_dir: str | Path | None = None) -> str:
+    """The banner at the top of the index: the runs' profiles, devices and dates, the commit, and at
+    smoke every network's shipped weights (or none)."""
+    profs = sorted({i.profile or "unknown" for i in infos})
+    devs = sorted({i.device for i in infos if i.device}) or ["unknown"]
+    dates = sorted(i.date for i in infos if i.date)
+    if not dates:
+        when = "unknown"
+    elif dates[0] == dates[-1]:
+        when = dates[0]
+    elif dates[0][:10] == dates[-1][:10]:
+        when = f"{dates[0]} to {dates[-1][11:]}"
+    else:
+        when = f"{dates[0]} to {dates[-1]}"
+    counts = ", ".join(f"<b>{html.escape(p)}</b> ({sum((i.profile or 'unknown') == p for i in infos)})"
+                       for p in profs)
+    chips = [_chip("profile", counts), _chip("device", html.escape(", ".join(devs))),
+             _chip("runs", html.escape(when)), _chip("commit", f"<code>{html.escape(commit)}</code> (site build)")]
+    cls = "fl-smoke" if "smoke" in profs else ("fl-lab" if "lab" in profs else "fl-paper")
+    notes = [html.escape(_PROFILE_NOTE[p]) for p in profs if p in _PROFILE_NOTE]
+    if "smoke" in profs:
+        notes.append("Where <code>weights/</code> ships a network (listed below), the smoke pages evaluate it "
+                     "instead of their few-step network; each page's banner says which one its figures show.")
+    nets = ""
+    if "smoke" in profs:
+        from fusionlib.weights import SHIPPED
+
+        rows = shipped_networks(list(SHIPPED), weights_dir)
+        have = [f"<li><b>{html.escape(m)}</b>: {html.escape(lab)}</li>" for m, lab in rows if lab]
+        miss = [m for m, lab in rows if not lab]
+        nets = ('<ul class="fl-nets">' + "".join(have)
+                + (f"<li>not shipped: {html.escape(', '.join(miss))} (their smoke pages show the few-step "
+                   "network the run trained)</li>" if miss else "") + "</ul>")
+    return (f'<div class="fl-banner {cls}" role="note" aria-label="run banner">'
+            f'<div class="fl-chips">{"".join(chips)}</div>'
+            + "".join(f'<p class="fl-banner-note">{n}</p>' for n in notes) + nets + "</div>")
+
+
+_BANNER_CSS = """
+.fl-banner{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;padding:10px 18px;margin:0;
+  border-bottom:1px solid rgba(0,0,0,.12);color:#2b2b2b}
+.fl-banner.fl-smoke{background:#fff4d6;border-left:6px solid #e0a100}
+.fl-banner.fl-lab{background:#e9f3ff;border-left:6px solid #3b82c4}
+.fl-banner.fl-paper{background:#e8f6ec;border-left:6px solid #2f9e5b}
+.fl-banner.fl-unknown{background:#f1f1f1;border-left:6px solid #999}
+.fl-chips{display:flex;flex-wrap:wrap;gap:6px 14px;margin-bottom:4px}
+.fl-chip{white-space:nowrap} .fl-chip-k{font-size:11px;text-transform:uppercase;letter-spacing:.05em;color:#6b5a2a}
+.fl-banner code{background:rgba(0,0,0,.06);padding:0 4px;border-radius:3px}
+.fl-banner-note{margin:2px 0} .fl-detail{color:#6a6a6a}
+.fl-nets{margin:2px 0 0;padding-left:20px;font-size:13px}
+"""
+
+
+# --------------------------------------------------------------------------- what to look at
+
+#: Per notebook, the few numbers of ``results.json`` a reader should look at first: (dotted path, name).
+#: Paths that a run did not record are skipped; a notebook not listed gets its top-level scalars.
+HEADLINES: dict[str, list[tuple[str, str]]] = {
+    "00_foundations": [
+        ("training_steps", "training steps in this run"), ("final_loss", "final training loss"),
+        ("tinyfuse.params", "TinyFuse parameters"), ("tinyfuse.gmac_480x640", "GMAC per 480×640 pair"),
+        ("target_contrast_00004N", "target contrast on the night pair 00004N"),
+        ("tinyfuse_above_baselines_tang", "TinyFuse against the max and average baselines (Tang preset)"),
+    ],
+    "01_aidfusion": [
+        ("params.total", "AIDFusion parameters (this code)"), ("params.paper_M", "parameters in the paper (M)"),
+        ("laziness_ratio_second_half_mean", "laziness ratio DIILS / baseline, second half of training"),
+        ("table3_sign_agreement", "Table 3: signs that agree with the paper"),
+        ("mpsa_omega_max_dev_from_third", "MPSA ω: largest distance from 1/3 after training"),
+        ("faconv_high_freq_share", "FAConv: share of high-frequency power"),
+    ],
+    "02_siba": [
+        ("training.steps", "training steps in this run"), ("params.total", "SIBA parameters (this code)"),
+        ("params.paper_M", "parameters in the paper (M)"), ("efficiency.gmac_128", "GMAC per 128×128 crop"),
+        ("released_weights", "the authors' released weights were found"),
+        ("target_contrast_fused_crop", "target contrast of the fused night crop"),
+    ],
+    "03_lkc_funet": [
+        ("training.steps", "training steps in this run"), ("params.total_code", "LKC-FUNet parameters (code)"),
+        ("params.paper_K", "parameters in the paper (K)"),
+        ("golden_max_abs_diff", "largest difference from the golden reference"),
+        ("efficiency.gmac_256", "GMAC per 256×256 pair"), ("high_freq_fraction", "high-frequency fraction"),
+    ],
+    "04_rpfnet": [
+        ("training.steps", "training steps in this run"), ("params.total", "RPFNet parameters"),
+        ("params.unused_attention", "parameters of the attention the released code discards"),
+        ("efficiency.gmac_128", "GMAC per 128×128 crop"),
+        ("fused_night_target_contrast", "target contrast of the fused night crop"),
+        ("released_mode_vs_paper_EN", "released inference mode against the paper's EN"),
+    ],
+    "05_dmnet": [
+        ("training.model", "denoiser configuration trained"), ("training.steps", "training steps in this run"),
+        ("params.trained_model", "parameters of the network trained here"),
+        ("params.full.total", "DMNet parameters, full configuration (code)"),
+        ("params.paper_M", "parameters in the paper (M)"), ("efficiency.gmac_128", "GMAC per 128×128 crop"),
+        ("invertibility.coupling_float32", "affine coupling: inverse error (float32)"),
+        ("schedule.half_signal_power_t", "first step t with under half the signal power"),
+        ("released_inference_variability_mean_abs", "variability of the released-style inference (mean |Δ|)"),
+    ],
+    "06_benchmark": [
+        ("evaluation", "what was evaluated"), ("evaluated_configs", "networks and their sizes"),
+        ("undefined_metrics", "metrics undefined for some method"),
+    ],
+}
+_RUNTIME_KEYS = ("seconds.total", "seconds_total")
+_HEADLINE_SKIP = ("meta", "evaluated_network", "weights")
+
+
+def lookup(results: dict[str, Any], path: str) -> Any:
+    """``results`` at a dotted ``path`` (``"a.b"`` = ``results["a"]["b"]``), or ``None`` when absent.
+
+    >>> lookup({"a": {"b": 2}}, "a.b"), lookup({"a": 1}, "a.c")
+    (2, None)
+    """
+    cur: Any = results
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _value_html(v: Any) -> str:
+    """A headline value: numbers formatted, strings as markdown, short dicts/lists inline."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, str):
+        return markdown_html(v, inline=True)
+    if isinstance(v, list):
+        if v and all(isinstance(x, str) for x in v):
+            items = "".join(f"<li>{markdown_html(x, inline=True)}</li>" for x in v[:6])
+            more = f"<li class='muted'>… {len(v) - 6} more</li>" if len(v) > 6 else ""
+            return f'<ul class="hl-list">{items}{more}</ul>'
+        return _fmt(v)
+    if isinstance(v, dict):
+        flat = [(k, x) for k, x in v.items() if not isinstance(x, (dict, list))]
+        if not flat:
+            return f'<span class="muted">{len(v)} entries (all numbers below)</span>'
+        shown = " · ".join(f'<span class="hl-pair">{html.escape(str(k))} <b>{_value_html(x)}</b></span>'
+                           for k, x in flat[:6])
+        return shown + (f' <span class="muted">… {len(flat) - 6} more</span>' if len(flat) > 6 else "")
+    return html.escape(str(v))
+
+
+def headlines(stem: str, results: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``[(name, value)]``: the :data:`HEADLINES` of ``stem`` the run recorded, and its run time."""
+    spec = HEADLINES.get(stem)
+    if spec is None:  # an unknown notebook: its top-level scalars and strings
+        spec = [(k, k.replace("_", " ")) for k, v in results.items()
+                if k not in _HEADLINE_SKIP and isinstance(v, (int, float, str, bool))][:6]
+    out = [(name, v) for path, name in spec if (v := lookup(results, path)) is not None]
+    for path in _RUNTIME_KEYS:
+        v = lookup(results, path)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(("run time of the notebook (s)", round(float(v))))
+            break
+    return out
+
+
+def headlines_html(stem: str, results: dict[str, Any]) -> str:
+    """The card's "what to look at" numbers as a definition list (empty string when none)."""
+    rows = headlines(stem, results)
+    if not rows:
+        return ""
+    return '<dl class="headlines">' + "".join(
+        f"<dt>{html.escape(n)}</dt><dd>{_value_html(v)}</dd>" for n, v in rows) + "</dl>"
+
+
+def questions_md(nb: Any) -> str:
+    """The markdown under the notebook's "Questions for a reading group" heading ("" when it has none)."""
+    for c in nb.cells:
+        if c.cell_type != "markdown":
+            continue
+        m = re.search(r"^#{1,6}\s*Questions for a reading group[^\n]*\n", c.source, re.MULTILINE | re.IGNORECASE)
+        if m:
+            return c.source[m.end():].strip()
+    return ""
+
+
 _PAGE_CSS = """
 <style>
  .fl-nav{position:sticky;top:0;z-index:10;background:#1f3b57;color:#fff;padding:6px 16px;
@@ -274,6 +769,16 @@ _PAGE_CSS = """
  .fl-nav .fl-title{font-weight:600;flex:1}
  .fl-widget{font:13px monospace;display:flex;gap:8px;align-items:center;padding:2px 0}
  .fl-muted{color:#777} .fl-note{font:13px system-ui,sans-serif;color:#555;padding:4px 16px}
+ """ + _BANNER_CSS + """
+ details.fl-fold{margin:6px 0 6px 0;border:1px solid #d8dee6;border-left:4px solid #8aa4c0;border-radius:4px;
+   background:#fbfcfd}
+ details.fl-fold>summary{cursor:pointer;padding:5px 12px;font:14px/1.5 system-ui,sans-serif;color:#1f3b57}
+ details.fl-fold>summary:hover{background:#eef3f8} details.fl-fold[open]>summary{border-bottom:1px solid #d8dee6}
+ .fl-kind{display:inline-block;font-size:11px;text-transform:uppercase;letter-spacing:.04em;background:#dfe8f2;
+   color:#1f3b57;border-radius:3px;padding:0 6px;margin-right:6px}
+ .fl-ok{color:#1e7b3a;margin-left:8px} .fl-fold .fl-muted{margin-left:6px;font-size:13px}
+ math[display=block]{margin:.5em 0;overflow-x:auto;overflow-y:hidden} math{font-size:1.08em}
+ .fl-tex code{color:#7a4b00;background:#fff6e5}
 </style>
 """
 
@@ -284,22 +789,35 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {% block extra_css %}{{ resources.fusionlib_css }}{% endblock extra_css %}
 {%- block body_header -%}{{ super() }}{{ resources.fusionlib_nav }}{%- endblock body_header -%}
+{%- block any_cell scoped -%}
+{%- if cell.metadata.fusionlib_fold_open -%}
+<details class="fl-fold"><summary>{{ cell.metadata.fusionlib_fold_open }}</summary>
+{%- endif -%}
+{{ super() }}
+{%- if cell.metadata.fusionlib_fold_close -%}</details>{%- endif -%}
+{%- endblock any_cell -%}
+{% block data_latex scoped %}
+<div class="jp-RenderedLatex jp-OutputArea-output {{ extra_class }}" data-mime-type="text/latex">
+{{ output.data['text/latex'] | tex2html }}
+</div>
+{%- endblock data_latex %}
 """
 
 
 def render_notebook(nb_path: str | Path, *, title: str | None = None, nav: str = "") -> str:
     """One executed notebook as a self-contained offline HTML page (``lab`` template, no remote
-    scripts or styles; formulas left as TeX; widgets as static snapshots). ``nav`` is HTML placed at
-    the top of the body."""
+    scripts or styles; markdown rendered, formulas as MathML; ``show()`` listings and exercise
+    sections folded; widgets as static snapshots). ``nav`` is HTML placed at the top of the body
+    (the site puts its navigation bar and run banner there)."""
     import nbformat
     from jinja2 import DictLoader
-    from nbconvert import HTMLExporter
 
     nb_path = Path(nb_path)
     nb = nbformat.read(nb_path, as_version=4)
     _static_widgets(nb)
-    exporter = HTMLExporter(template_name="lab", template_file="fusionlib_offline.html.j2",
-                            extra_loaders=[DictLoader({"fusionlib_offline.html.j2": _TEMPLATE})])
+    mark_folds(nb)
+    exporter = _exporter_class()(template_name="lab", template_file="fusionlib_offline.html.j2",
+                                 extra_loaders=[DictLoader({"fusionlib_offline.html.j2": _TEMPLATE})])
     resources = {"metadata": {"name": title or nb_path.stem, "path": str(nb_path.parent)},
                  "fusionlib_css": _PAGE_CSS, "fusionlib_nav": nav}
     page, _ = exporter.from_notebook_node(nb, resources=resources)
@@ -325,7 +843,8 @@ main{padding:20px 40px 40px;max-width:1200px}
   box-shadow:0 1px 3px rgba(0,0,0,.06)}
 .card h2{margin:0 0 4px;font-size:21px} .card h2 a{color:#1f3b57;text-decoration:none}
 .card h2 a:hover{text-decoration:underline} .card h3{font-size:16px;margin:16px 0 6px;color:#34495e}
-.intro{margin:6px 0 8px;color:#34495e} .meta{font-size:13px;color:#667}
+.intro{margin:6px 0 8px;color:#34495e}
+.card code{background:#eef2f6;padding:0 4px;border-radius:3px;font-size:.92em} .meta{font-size:13px;color:#667}
 .links{margin:8px 0 4px;display:flex;gap:14px;flex-wrap:wrap}
 .links a{color:#0b62c4} .badge{background:#c0392b;color:#fff;border-radius:4px;padding:1px 7px;font-size:12px}
 table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}
@@ -340,66 +859,100 @@ caption{text-align:left;font-weight:600;padding:4px 0;color:#34495e}
 .figs img{max-width:100%;height:130px;object-fit:contain}
 .figs figcaption{font-size:12px;color:#556;word-break:break-all}
 .muted{color:#777} footer{padding:0 40px 30px;color:#778;font-size:13px}
+.pbadge{font-size:12px;border-radius:4px;padding:1px 7px;vertical-align:middle;font-weight:600}
+.p-smoke{background:#fff0c2;color:#7a5600;border:1px solid #e0a100} .p-lab{background:#e1eefc;color:#1d4f82}
+.p-paper{background:#dcf2e3;color:#1e6b3c} .p-unknown{background:#eee;color:#555}
+dl.headlines{display:grid;grid-template-columns:minmax(12em,24em) 1fr;gap:3px 16px;margin:4px 0 14px;
+  font-size:14px}
+dl.headlines dt{color:#4a5a6a} dl.headlines dd{margin:0;font-variant-numeric:tabular-nums}
+.hl-pair{white-space:nowrap} .hl-list{margin:0;padding-left:18px}
+details.more{margin:10px 0 0;border-top:1px solid #e3e8ee;padding-top:6px}
+details.more>summary{cursor:pointer;color:#1f3b57;font-weight:600}
+.qs{font-size:14px;color:#2c3e50} math[display=block]{margin:.4em 0}
 """
 
 
-def _inline_code(text: str) -> str:
-    """Escape plain text, turning ``code`` spans into <code>."""
-    return re.sub(r"`+([^`]+)`+", r"<code>\1</code>", html.escape(text))
+def _caption(path: str) -> str:
+    """A figure's file name as words: ``sub/radial_psd.png`` -> ``radial psd``."""
+    return re.sub(r"[_\-]+", " ", Path(path).stem).strip()
 
 
-def _card(e: RunEntry, results: dict[str, Any] | None, figs: list[str]) -> str:
+def _card(e: RunEntry, results: dict[str, Any] | None, figs: list[str], info: RunInfo) -> str:
+    """One notebook on the index: intro, what to look at (numbers by name, figures), questions, all numbers."""
     s = html.escape(e.stem)
     meta = (results or {}).get("meta", {}) if isinstance(results, dict) else {}
-    bits = [f"{k} {html.escape(str(meta[k]))}" for k in ("profile", "device", "seed", "written") if k in meta]
+    meta = meta if isinstance(meta, dict) else {}
+    bits = [f"device {html.escape(info.device)}" if info.device else "",
+            f"run {html.escape(info.date)}" if info.date else "",
+            f"seed {html.escape(str(meta['seed']))}" if "seed" in meta else ""]
     vers = meta.get("versions") or {}
     if isinstance(vers, dict) and vers:
         bits.append(", ".join(f"{html.escape(str(k))} {html.escape(str(v))}" for k, v in vers.items()))
     links = [f'<a href="{s}.html">read the executed notebook</a>']
-    if results is not None:
-        links += [f'<a href="#{s}-results">results table</a>', f'<a href="{s}/results.json">results.json</a>']
     if figs:
         links.append(f'<a href="#{s}-figures">figures ({len(figs)})</a>')
+    if results is not None:
+        links += [f'<a href="#{s}-results">all recorded numbers</a>', f'<a href="{s}/results.json">results.json</a>']
+    prof = info.profile or "profile unknown"
+    pcls = {"smoke": "p-smoke", "lab": "p-lab", "paper": "p-paper"}.get(info.profile, "p-unknown")
     parts = [f'<section class="card" id="{s}">',
-             f'<h2><a href="{s}.html">{html.escape(e.title)}</a>'
+             f'<h2><a href="{s}.html">{html.escape(e.title)}</a> <span class="pbadge {pcls}">{html.escape(prof)}</span>'
              + (' <span class="badge">run failed</span>' if e.failed else "") + "</h2>"]
     if e.intro:
-        parts.append(f'<p class="intro">{_inline_code(e.intro)}</p>')
-    parts.append(f'<p class="meta">{s}.ipynb' + (" · " + " · ".join(bits) if bits else "") + "</p>")
+        parts.append(f'<p class="intro">{markdown_html(e.intro, inline=True)}</p>')
+    parts.append(f'<p class="meta">{s}.ipynb · ' + " · ".join(b for b in bits if b) + "</p>")
     parts.append('<p class="links">' + "".join(links) + "</p>")
-    parts.append(f'<h3 id="{s}-results">Results</h3>')
-    if results is None:
+    parts.append(f'<h3 id="{s}-look">What to look at</h3>')
+    nets = [f"<dt>network the figures show</dt><dd>{html.escape(label)}</dd>" if what == "evaluated" else
+            f"<dt>{html.escape(what)}</dt><dd>{html.escape(label)}</dd>" for what, label in info.evaluated]
+    body = headlines_html(e.stem, results) if results is not None else ""
+    if nets:
+        body = '<dl class="headlines">' + "".join(nets) + "</dl>" + body
+    if body:
+        parts.append(body.replace('</dl><dl class="headlines">', ""))
+    elif results is None:
         parts.append('<p class="muted">this run wrote no results.json</p>')
-    else:
-        parts.append(f'<div class="tables">{results_html(results)}</div>')
-    parts.append(f'<h3 id="{s}-figures">Figures</h3>')
+    parts.append(f'<div id="{s}-figures">')
     if figs:
         tiles = []
         for f in figs:
-            src, name = html.escape(f), html.escape(Path(f).name)
-            tiles.append(f'<figure><a href="{src}"><img src="{src}" alt="{name}"></a>'
-                         f"<figcaption>{name}</figcaption></figure>")
+            src, cap = html.escape(f), html.escape(_caption(f))
+            tiles.append(f'<figure><a href="{src}"><img src="{src}" alt="{cap}"></a>'
+                         f'<figcaption title="{src}">{cap}</figcaption></figure>')
         parts.append('<div class="figs">' + "".join(tiles) + "</div>")
     else:
         parts.append('<p class="muted">this run saved no figures</p>')
+    parts.append("</div>")
+    if e.questions:
+        n_q = len(re.findall(r"^\s*\d+\.\s", e.questions, re.MULTILINE))
+        parts.append(f'<details class="more"><summary>Questions for a reading group'
+                     f'{f" ({n_q})" if n_q else ""}</summary><div class="qs">{markdown_html(e.questions)}</div>'
+                     "</details>")
+    if results is not None:
+        n_val = len(flatten({k: v for k, v in results.items() if k != "meta"}))
+        parts.append(f'<details class="more" id="{s}-results"><summary>All recorded numbers '
+                     f'(<code>results.json</code>, {n_val} entries)</summary>'
+                     f'<div class="tables">{results_html(results)}</div></details>')
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _index(entries: list[RunEntry], cards: list[str], runs: Path) -> str:
+def _index(entries: list[RunEntry], cards: list[str], runs: Path, banner: str) -> str:
     toc = "".join(f'<li><a href="#{html.escape(e.stem)}">{html.escape(e.stem)}</a></li>' for e in entries)
     built = time.strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>fusionlib · executed notebooks</title><style>{_INDEX_CSS}</style></head>
+<title>fusionlib · executed notebooks</title><style>{_INDEX_CSS}{_BANNER_CSS}</style></head>
 <body>
 <header><h1>fusionlib · executed notebooks</h1>
 <p>Reading-group pages for the multi-modality image fusion suite: each notebook as it ran under
-<code>make run</code>, with its outputs, the numbers it recorded in <code>results.json</code> and the figures
-it saved. Nothing here needs a network connection or a Python kernel; formulas are shown as their TeX
-source.</p>
+<code>make run</code>, with its outputs, what to look at first (a few numbers from its <code>results.json</code>,
+by name, and the figures it saved) and its questions for a reading group. Nothing here needs a network
+connection or a Python kernel. On the notebook pages the source listings and the lab exercises are folded:
+click to open them.</p>
 <p>To re-run a notebook yourself: <code>make run</code> (or open it with <code>make lab</code>).</p></header>
+{banner}
 <main><ul class="toc">{toc}</ul>
 {chr(10).join(cards)}
 </main>
@@ -427,19 +980,25 @@ def _swap_in(staging: Path, out: Path) -> None:
         os.replace(staging, out)
 
 
-def build_site(runs: str | Path = "runs", out: str | Path = "site", *, verbose: bool = True) -> Path:
-    """Build the offline site from ``runs/`` into ``out/``; returns ``out/index.html``."""
+def build_site(runs: str | Path = "runs", out: str | Path = "site", *, verbose: bool = True,
+               weights_dir: str | Path | None = None, commit: str | None = None) -> Path:
+    """Build the offline site from ``runs/`` into ``out/``; returns ``out/index.html``.
+
+    ``weights_dir`` (default ``weights/``) is read for the banners' shipped networks; ``commit`` (default:
+    this checkout's ``git rev-parse HEAD``) is the commit the banners name.
+    """
     from fusionlib.atomic import atomic_write_text
 
     runs, out = Path(runs), Path(out)
     entries = find_runs(runs)
+    commit = commit or git_commit()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.building-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         (staging / MARKER).write_text("built by python -m fusionlib.site; safe to delete\n")
-        cards = []
+        cards, infos = [], []
         for e in entries:
             t0 = time.perf_counter()
             results = None
@@ -458,19 +1017,24 @@ def build_site(runs: str | Path = "runs", out: str | Path = "site", *, verbose: 
                 (staging / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(f, staging / rel)
                 figs.append(rel.as_posix())
+            info = run_info(e.stem, e.nb, results, weights_dir)
+            infos.append(info)
             nav = (f'<nav class="fl-nav"><a href="index.html">&larr; all notebooks</a>'
                    f'<span class="fl-title">{html.escape(e.title)}</span>'
-                   + (f'<a href="index.html#{e.stem}-results">results</a>' if results is not None else "")
-                   + (f'<a href="index.html#{e.stem}-figures">figures</a>' if figs else "") + "</nav>"
-                   '<p class="fl-note">Executed notebook, rendered offline: formulas appear as TeX source, '
-                   "interactive widgets as a static snapshot.</p>")
+                   f'<a href="index.html#{e.stem}-look">what to look at</a>'
+                   + (f'<a href="index.html#{e.stem}-results">all numbers</a>' if results is not None else "")
+                   + "</nav>" + banner_html(info, commit)
+                   + '<p class="fl-note">Executed notebook, rendered offline: source listings and lab exercises '
+                   "are folded (click a grey bar to open it); interactive widgets appear as a static "
+                   "snapshot.</p>")
             atomic_write_text(staging / f"{e.stem}.html", render_notebook(e.notebook, title=e.title, nav=nav))
-            cards.append(_card(e, results, figs))
+            cards.append(_card(e, results, figs, info))
             if verbose:
                 have = "yes" if results is not None else "none"
                 took = time.perf_counter() - t0
                 print(f"{e.stem}: page, {len(figs)} figure(s), results {have} ({took:.1f}s)", flush=True)
-        atomic_write_text(staging / "index.html", _index(entries, cards, runs))
+        atomic_write_text(staging / "index.html",
+                          _index(entries, cards, runs, index_banner_html(infos, commit, weights_dir)))
         _swap_in(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

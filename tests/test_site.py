@@ -15,6 +15,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -24,7 +25,6 @@ import nbformat
 import pytest
 
 from fusionlib import site
-from fusionlib.runner import run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("FUSIONLIB_CHROMIUM", "/usr/bin/chromium")
@@ -61,6 +61,29 @@ def fetched_remote(path: Path) -> list[str]:
             if t != "a" and (v.lower().startswith(("http://", "https://", "//")))]
 
 
+def _chromium():
+    """``(browser, playwright)``: the system Chromium, headless, with every network request refused."""
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} not found; {INSTALL_HINT}", pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(f"the playwright package is not installed; {INSTALL_HINT}", pytrace=False)
+    pw = sync_playwright().start()
+    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                 args=["--no-sandbox", "--allow-file-access-from-files"])
+    return browser, pw
+
+
+def _keep(shots: list[Path]) -> None:
+    """Copy screenshots to ``$FUSIONLIB_SITE_SHOTS`` (optional) to look at them."""
+    keep = os.environ.get("FUSIONLIB_SITE_SHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for s in shots:
+            shutil.copyfile(s, Path(keep) / s.name)
+
+
 def _png(w: int = 6, h: int = 4) -> bytes:
     from PIL import Image
 
@@ -75,10 +98,25 @@ def make_fake_run(runs: Path, stem: str = "99_synthetic") -> Path:
     d.mkdir(parents=True)
     png = base64.b64encode(_png()).decode()
     nb = nbformat.v4.new_notebook()
+    stdout = lambda text: nbformat.v4.new_output("stream", name="stdout", text=text)  # noqa: E731
     nb.cells = [
         nbformat.v4.new_markdown_cell("# 99 · Synthetic run\n\n"
-                                      "> A hand-made notebook with `code` in its intro.\n\n"
+                                      "> A hand-made notebook with `code` and *emphasis* in its intro.\n\n"
                                       "The loss is $\\mathcal{L} = \\|F - I\\|_1$.\n\n$$a^2 + b^2 = c^2$$"),
+        nbformat.v4.new_code_cell("S = setup(profile=profile)", outputs=[stdout(
+            "profile=smoke (CPU / CI: a few steps)\ndevice=cpu [x86_64], torch threads=2, seed=0\n")]),
+        nbformat.v4.new_code_cell("show(TinyFuse)", outputs=[nbformat.v4.new_output(
+            "execute_result", execution_count=3,
+            data={"text/html": "<pre>class TinyFuse:\n    LISTING_BODY\n</pre>",
+                  "text/plain": "class TinyFuse:\n    pass\n"})]),
+        nbformat.v4.new_markdown_cell("### Exercise 1 · the `forward` of TinyFuse\n\nWrite $y = Wx$."),
+        nbformat.v4.new_code_cell("from fusionlib.models import TinyFuse as MyTinyFuse  # exercise: forward",
+                                  metadata={"tags": ["exercise"]}),
+        nbformat.v4.new_code_cell("check_exercise(MyTinyFuse, TinyFuse)", metadata={"tags": ["check"]},
+                                  outputs=[stdout("✓ MyTinyFuse matches the reference TinyFuse on inputs (2, 2)\n")]),
+        nbformat.v4.new_code_cell("display(Markdown(text))", outputs=[
+            nbformat.v4.new_output("display_data", data={"text/markdown": "measured: $\\alpha = 0.5$",
+                                                         "text/plain": "<Markdown>"})]),
         nbformat.v4.new_code_cell("plot()", outputs=[
             nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
             nbformat.v4.new_output("display_data", data={
@@ -90,7 +128,9 @@ def make_fake_run(runs: Path, stem: str = "99_synthetic") -> Path:
                                                              "version_minor": 0},
                 "text/plain": "VBox()"}),
         ]),
+        nbformat.v4.new_markdown_cell("### Questions for a reading group\n\n1. Why $\\max$?\n2. Why not?"),
     ]
+
     def model(name: str, **state: object) -> dict:
         return {"model_name": name, "model_module": "@jupyter-widgets/controls",
                 "model_module_version": "2.0.0", "state": state}
@@ -105,6 +145,7 @@ def make_fake_run(runs: Path, stem: str = "99_synthetic") -> Path:
     nbformat.write(nb, d / f"{stem}.ipynb")
     results = {"meta": {"profile": "smoke", "device": "cpu", "seed": 0, "versions": {"torch": "2.x"}},
                "budget": {"crop": 64, "steps": 20}, "final_loss": 0.123456789, "curve": [1.0, 0.5, 0.25],
+               "evaluated_network": "this run's smoke network (a few steps)", "seconds": {"total": 12.4},
                "metrics": {"msrs/TinyFuse": {"EN": 6.5, "SSIM": 0.9},
                            "msrs/average": {"EN": 6.1, "SSIM": 0.8}}}
     (d / "results.json").write_text(json.dumps(results))
@@ -140,9 +181,35 @@ def test_strip_remote_makes_default_nbconvert_output_offline(tmp_path: Path):
     assert "a^2 + b^2 = c^2" in cleaned  # TeX stays readable
 
 
+class _Visible(HTMLParser):
+    """The text a reader sees: everything outside <style>/<script> (tags dropped)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skip = 0
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.skip += tag in ("style", "script")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.skip -= tag in ("style", "script")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def visible_text(page: str) -> str:
+    p = _Visible()
+    p.feed(page)
+    return "".join(p.parts)
+
+
 def test_build_from_a_fake_run(tmp_path: Path):
     make_fake_run(tmp_path / "runs")
-    index = site.build_site(tmp_path / "runs", tmp_path / "site", verbose=False)
+    index = site.build_site(tmp_path / "runs", tmp_path / "site", verbose=False,
+                            weights_dir=tmp_path / "no_weights", commit="abc1234def")
     root = index.parent
     page = root / "99_synthetic.html"
     assert page.is_file() and (root / "99_synthetic" / "results.json").is_file()
@@ -154,14 +221,150 @@ def test_build_from_a_fake_run(tmp_path: Path):
     text = page.read_text()
     assert '<progress max="20" value="20">' in text and "epoch 1/2: 100%" in text  # widget snapshot
     assert "open the notebook in Jupyter" in text  # widget with no saved state
-    assert "$\\mathcal{L} = \\|F - I\\|_1$" in text
     assert "<title>99 · Synthetic run</title>" in text
+    # formulas are MathML (cells, exercise text, a Markdown output), never raw TeX between dollars
+    seen = visible_text(text)
+    assert "$" not in seen and "\\mathcal" not in seen, [ln for ln in seen.splitlines() if "$" in ln][:3]
+    assert text.count("<math ") == 5 and text.count('display="block"') == 1
+    assert "<mi>ℒ</mi>" in text  # \mathcal{L}
+    # the banner: profile, device, date, commit, and the network the run evaluated / weights/ ships
+    banner = text[text.index('aria-label="run banner"'):]
+    banner = banner[:banner.index("</div></div>") if "</div></div>" in banner else 2000]
+    for bit in ("<b>smoke</b>", "cpu (x86_64)", "abc1234def", "Smoke run", "this run's smoke network (a few steps)"):
+        assert bit in banner, bit
+    # the show() listing and the exercise section (heading, exercise cell, check) fold, closed
+    folds = re.findall(r"<details[^>]*>", text)
+    assert folds == ['<details class="fl-fold">'] * 2
+    first, second = text.index('<details class="fl-fold">'), text.rindex('<details class="fl-fold">')
+    assert first < text.index("LISTING_BODY") < text.index("</details>") < second
+    ex = text[second:text.index("</details>", second)]
+    assert "Exercise 1 · the <code>forward</code> of TinyFuse" in ex and "MyTinyFuse matches the reference" in ex
+    assert "check_exercise" in ex and "# exercise: forward" in ex
+    assert text.index("measured:") > text.index("</details>", second)  # the cells after it are not folded
+    # the index: a banner, what to look at (numbers by name), questions, all numbers folded
     idx = index.read_text()
     hrefs = {v for t, k, v in page_refs(index) if t == "a"}
     assert {"99_synthetic.html", "99_synthetic/results.json", "#99_synthetic-results",
             "99_synthetic/figures/loss.png", "99_synthetic/figures/sub/curve.svg"} <= hrefs
-    assert "<caption>metrics</caption>" in idx and "<th>budget.crop</th>" in idx
-    assert "<code>code</code>" in idx
+    assert 'aria-label="run banner"' in idx and "abc1234def" in idx
+    assert "<code>code</code>" in idx and "<em>emphasis</em>" in idx and "*emphasis*" not in idx
+    assert "<dt>final loss</dt><dd>0.1235</dd>" in idx and "<dt>run time of the notebook (s)</dt><dd>12</dd>" in idx
+    assert "<dt>network the figures show</dt><dd>this run&#x27;s smoke network (a few steps)</dd>" in idx
+    assert "budget.crop" not in idx[:idx.index('id="99_synthetic-results"')]  # no key dump up front
+    assert '<details class="more" id="99_synthetic-results">' in idx and "<caption>metrics</caption>" in idx
+    assert "Questions for a reading group (2)" in idx and "<math " in idx and "$" not in visible_text(idx)
+
+
+def test_formula_that_does_not_parse_shows_its_source_not_dollars():
+    out = site.tex_to_html("a^{")
+    assert out.startswith('<span class="fl-tex"') and "<code>a^{</code>" in out
+    assert site.tex_to_html("x", display=True).startswith('<math xmlns="http://www.w3.org/1998/Math/MathML" '
+                                                         'display="block">')
+    assert site._latex_output_html("$$x^2$$").count('display="block"') == 1
+    assert site.markdown_html("cost $\\alpha$ and **this**", inline=True).startswith("cost <math ")
+
+
+def test_folds_exercises_without_a_heading_and_not_plt_show():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## 3 · Training\n\n### Exercise later in the cell"),
+                nbformat.v4.new_code_cell("plt.show()\nfig.show()"),
+                nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["exercise"]}),
+                nbformat.v4.new_code_cell("check()", metadata={"tags": ["check"]}),
+                nbformat.v4.new_code_cell("nb.show(diils.level_weights)")]
+    assert site.mark_folds(nb) == 2
+    opened = [i for i, c in enumerate(nb.cells) if c.metadata.get("fusionlib_fold_open")]
+    closed = [i for i, c in enumerate(nb.cells) if c.metadata.get("fusionlib_fold_close")]
+    assert opened == [2, 4] and closed == [3, 4]
+    assert "<code>diils.level_weights</code>" in nb.cells[4].metadata["fusionlib_fold_open"]
+
+
+def test_notebook_methods_match_the_registry():
+    from fusionlib.methods import METHODS
+
+    for stem, methods in site.NOTEBOOK_METHODS.items():
+        if stem == "06_benchmark":
+            assert set(methods) == {m for m, spec in METHODS.items() if spec.notebook}
+        else:
+            assert methods == tuple(m for m, spec in METHODS.items() if spec.notebook == stem), stem
+
+
+def test_headlines_name_keys_the_notebooks_record():
+    """Every HEADLINES path starts with a key the notebook writes (``RESULTS["key"]``), and its deeper keys
+    appear in that notebook's source: a renamed key fails here instead of silently leaving the card."""
+    for stem, spec in site.HEADLINES.items():
+        src = (REPO / "notebooks" / "src" / f"{stem}.py").read_text()
+        for path, name in spec:
+            top, *rest = path.split(".")
+            assert f'RESULTS["{top}"]' in src, f"{stem}: {path} ({name}) is not recorded"
+            for key in rest:
+                assert f'"{key}"' in src or f"{key}=" in src, f"{stem}: {path}: no key {key!r} in the source"
+    rows = dict(site.headlines("00_foundations", {"final_loss": 0.5, "tinyfuse": {"params": 13137},
+                                                  "seconds": {"total": 31.6}}))
+    assert rows == {"final training loss": 0.5, "TinyFuse parameters": 13137, "run time of the notebook (s)": 32}
+    assert site.headlines_html("00_foundations", {"tinyfuse": {"params": 13137}}).count("13,137") == 1
+
+
+def test_banners_name_the_shipped_networks(tmp_path: Path):
+    runs = tmp_path / "runs"
+    make_fake_run(runs, stem="00_foundations")
+    wd = tmp_path / "weights"
+    wd.mkdir()
+    (wd / "tinyfuse.pt").write_bytes(b"not read by the site")
+    (wd / "MANIFEST.json").write_text(json.dumps({"schema": 1, "weights": {"tinyfuse": {
+        "file": "tinyfuse.pt", "profile": "lab", "steps": 500, "device": "cpu", "notebook": "00_foundations"}}}))
+    index = site.build_site(runs, tmp_path / "site", verbose=False, weights_dir=wd, commit="c0ffee")
+    page = (index.parent / "00_foundations.html").read_text()
+    assert "shipped weights/tinyfuse.pt (lab recipe, 500 steps on cpu)" in page
+    idx = index.read_text()
+    assert "<b>tinyfuse</b>: shipped weights/tinyfuse.pt" in idx
+    assert "not shipped: rpfnet, siba, aidfusion, lkc_funet, dmnet" in idx
+    # lab runs: a calmer banner, no smoke warning
+    res = runs / "00_foundations" / "results.json"
+    r = json.loads(res.read_text())
+    r["meta"]["profile"] = "lab"
+    res.write_text(json.dumps(r))
+    nb_path = runs / "00_foundations" / "00_foundations.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells[1].outputs = []
+    nbformat.write(nb, nb_path)
+    index = site.build_site(runs, tmp_path / "site", verbose=False, weights_dir=wd, commit="c0ffee")
+    page = (index.parent / "00_foundations.html").read_text()
+    assert 'class="fl-banner fl-lab"' in page and "Smoke run" not in page and "<b>lab</b>" in page
+
+
+@pytest.mark.site
+def test_reader_sees_math_banner_and_closed_folds_in_chromium(tmp_path: Path):
+    """The synthetic site in headless Chromium: formulas drawn as MathML (no ``$`` in the text a reader
+    sees), the banner on top, the listing and the exercise closed until clicked; screenshots saved."""
+    browser, pw = _chromium()
+    make_fake_run(tmp_path / "runs")
+    index = site.build_site(tmp_path / "runs", tmp_path / "site", verbose=False, weights_dir=tmp_path / "none")
+    shots: list[Path] = []
+    try:
+        page = browser.new_context(viewport={"width": 1100, "height": 800}).new_page()
+        page.goto((index.parent / "99_synthetic.html").resolve().as_uri(), wait_until="load")
+        seen = page.evaluate("document.body.innerText")
+        assert "$" not in seen and "Smoke run" in seen
+        sizes = page.evaluate("Array.from(document.querySelectorAll('math')).map(m => m.getBoundingClientRect().width)")
+        assert len(sizes) == 5 and min(sizes) > 3, sizes
+        banner = page.evaluate("document.querySelector('.fl-banner').getBoundingClientRect().top")
+        assert banner < 120, "the run banner is not at the top of the page"
+        assert page.evaluate("document.querySelectorAll('details.fl-fold').length") == 2
+        assert page.evaluate("document.querySelectorAll('details[open]').length") == 0
+        assert "LISTING_BODY" not in seen and "check_exercise" not in seen
+        shots.append(tmp_path / "synthetic_page.png")
+        page.screenshot(path=str(shots[-1]), full_page=True)
+        page.click("details.fl-fold >> nth=0 >> summary")
+        assert "LISTING_BODY" in page.evaluate("document.body.innerText")
+        page.goto(index.resolve().as_uri(), wait_until="load")
+        seen = page.evaluate("document.body.innerText")
+        assert "$" not in seen and "final loss" in seen and "budget.crop" not in seen
+        shots.append(tmp_path / "synthetic_index.png")
+        page.screenshot(path=str(shots[-1]), full_page=True)
+    finally:
+        browser.close()
+        pw.stop()
+    _keep(shots)
 
 
 def test_rebuild_replaces_own_site_but_refuses_a_foreign_folder(tmp_path: Path):
@@ -195,12 +398,12 @@ def test_cli_says_run_make_run_first(tmp_path: Path, capsys: pytest.CaptureFixtu
 # --------------------------------------------------------------------------- the real thing
 
 @pytest.fixture(scope="module")
-def built_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(runs, site): 00_foundations executed at smoke (or $FUSIONLIB_SITE_RUNS), then `fusionlib.site`."""
+def built_site(tmp_path_factory: pytest.TempPathFactory, smoke_run) -> tuple[Path, Path]:
+    """(runs, site): 00_foundations's smoke run of this session (conftest.smoke_run: the run test_notebooks.py
+    made, not a second one), or $FUSIONLIB_SITE_RUNS; then `fusionlib.site`."""
     tmp = tmp_path_factory.mktemp("site")
-    runs = Path(os.environ["FUSIONLIB_SITE_RUNS"]) if os.environ.get("FUSIONLIB_SITE_RUNS") else tmp / "runs"
-    if not os.environ.get("FUSIONLIB_SITE_RUNS"):
-        run_notebook(REPO / "notebooks" / "00_foundations.ipynb", runs, profile="smoke", progress=False)
+    runs = (Path(os.environ["FUSIONLIB_SITE_RUNS"]) if os.environ.get("FUSIONLIB_SITE_RUNS")
+            else smoke_run(REPO / "notebooks" / "00_foundations.ipynb"))
     assert site.main(["--runs", str(runs), "--out", str(tmp / "site")]) == 0
     return runs, tmp / "site"
 
@@ -222,6 +425,26 @@ def test_every_page_is_offline_and_indexed(built_site: tuple[Path, Path]):
             rel = f"{stem}/figures/{f.relative_to(runs / stem).as_posix()}"
             assert rel in index_links and (root / rel).read_bytes() == f.read_bytes()
         assert f"{stem}/results.json" in index_links
+
+
+def reader_view_problems(page, name: str) -> list[str]:  # noqa: ANN001 - a playwright Page
+    """What a reader should not meet on a loaded page: no run banner, TeX left between ``$$`` (a formula
+    not drawn), a source listing or exercise open by default, or a ``show(...)`` cell left unfolded."""
+    out = []
+    if not page.evaluate("(() => { const b = document.querySelector('.fl-banner');"
+                         " return !!b && b.getBoundingClientRect().height > 20; })()"):
+        out.append(f"{name}: no run banner")
+    text = page.evaluate("document.body.innerText")
+    if "$$" in text:
+        out.append(f"{name}: raw TeX: {text[text.index('$$'):][:80]!r}")
+    if page.evaluate("document.querySelectorAll('details.fl-fold[open]').length"):
+        out.append(f"{name}: a folded listing or exercise is open by default")
+    unfolded = page.evaluate("Array.from(document.querySelectorAll('.jp-CodeCell'))"
+                             ".filter(c => !c.closest('details') && /(^|[^\\w.])show\\(\\w/.test("
+                             "(c.querySelector('.jp-InputArea') || c).innerText)).length")
+    if unfolded:
+        out.append(f"{name}: {unfolded} show(...) listing(s) not folded")
+    return out
 
 
 @pytest.mark.notebooks
@@ -270,6 +493,7 @@ def test_reader_opens_the_site_in_chromium(built_site: tuple[Path, Path], tmp_pa
 
             open_and_check(index_url, "index", full=True)
             assert page.title() == "fusionlib · executed notebooks"
+            problems += reader_view_problems(page, "index.html")
             n_img_index = page.evaluate("document.images.length")
             hrefs = page.evaluate("Array.from(document.querySelectorAll('a[href]')).map(a => a.href)")
             ids = set(page.evaluate("Array.from(document.querySelectorAll('[id]')).map(e => e.id)"))
@@ -295,6 +519,7 @@ def test_reader_opens_the_site_in_chromium(built_site: tuple[Path, Path], tmp_pa
                         problems.append(f"{target.name}: loaded empty")
                     if not page.evaluate("document.querySelectorAll('.jp-Cell').length"):
                         problems.append(f"{target.name}: no notebook cells rendered")
+                    problems += reader_view_problems(page, target.name)
                 elif target.suffix == ".json":
                     page.goto(base, wait_until="load")
                     try:
