@@ -12,7 +12,7 @@ PROFILE ?=
 STAMP   := $(VENV)/.fusionlib-installed
 INSTALL_LOG := $(VENV)/install.log
 
-.PHONY: setup run weights test unit nbtest lab labs site browser clean
+.PHONY: setup run weights test unit nbtest release-test nbval-update lab labs site browser clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-site.txt pyproject.toml
 	@test -x $(BIN)/python || { echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo ">> installing $(TORCH) and the pinned stack (requirements.txt); log: $(INSTALL_LOG)"
 	@{ $(BIN)/python -m pip install --disable-pip-version-check $(PIP_ARGS) "$(TORCH)" -r requirements.txt -r requirements-site.txt \
-	  && $(BIN)/python -m pip install --disable-pip-version-check --no-deps -e . \
+	  && $(BIN)/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e . \
 	  && $(BIN)/python -m ipykernel install --sys-prefix --name fusionlib --display-name "Python (fusionlib)"; \
 	} > $(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); echo ">> install failed: the full log is above and in $(INSTALL_LOG)"; exit 1; }
 	@echo ">> installed: $$($(BIN)/python -c 'import torch, fusionlib; print("torch", torch.__version__, "and fusionlib", fusionlib.__version__)')"
@@ -43,15 +43,27 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-## make test: unit tests + a papermill smoke execution of every notebook (+ the site in Chromium)
+## make test: unit tests and doctests + one papermill smoke execution of every notebook (two at a time),
+## the nbval check of its marked cells on that run, and the site in Chromium
+PYTEST  := $(BIN)/python -m pytest
 test: setup browser
-	$(BIN)/python -m pytest tests fusionlib --doctest-modules -m "not slow and not gpu"
+	$(PYTEST) tests fusionlib --doctest-modules -m "not slow and not gpu and not release"
 
 unit: setup
-	$(BIN)/python -m pytest tests -m "not slow and not gpu and not notebooks"
+	$(PYTEST) tests fusionlib --doctest-modules -m "not slow and not gpu and not notebooks and not release"
 
-nbtest: setup
-	$(BIN)/python -m pytest tests -m notebooks
+nbtest: setup browser
+	$(PYTEST) tests -m "notebooks and not release"
+
+## make release-test: what make test proves more cheaply, by execution (the solution-filled student
+## notebooks at smoke), and the full-size checks (slow); before a release, or after changing fusionlib.labs
+release-test: setup
+	$(PYTEST) tests -m "(release or slow) and not gpu"
+
+## make nbval-update [NB=03]: store the outputs of the cells marked # NBVAL_CHECK_OUTPUT (runs each
+## notebook at smoke up to its last marked cell); after an intended change of what such a cell prints
+nbval-update: setup
+	$(BIN)/python -m fusionlib.nbval_check update $(if $(NB),--only $(NB),)
 
 ## make lab: open the notebooks in JupyterLab with the fusionlib kernel
 lab: setup

@@ -8,6 +8,12 @@
     # %% tags=["parameters"]   a code cell with tags (papermill's parameters cell)
 
 ``tests/test_nbsource.py`` checks that every stored notebook equals its built source.
+
+A code cell whose source has the comment line ``# NBVAL_CHECK_OUTPUT`` (nbval's marker) keeps, across
+rebuilds, the outputs stored for it in the existing ``.ipynb`` as long as its source is unchanged
+(``python -m fusionlib.nbval_check update`` writes them; ``tests/test_notebooks.py`` compares them with
+the smoke run). A marked cell whose source changed is written without outputs, and the checks then say
+to run ``make nbval-update``.
 """
 
 from __future__ import annotations
@@ -19,10 +25,23 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["parse_percent", "build_notebook", "build_all", "main"]
+__all__ = ["parse_percent", "build_notebook", "build_all", "carry_checked_outputs", "is_checked", "CHECK_MARKER",
+           "main"]
 
 _MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
 KERNELSPEC = {"name": "fusionlib", "display_name": "Python (fusionlib)", "language": "python"}
+CHECK_MARKER = "NBVAL_CHECK_OUTPUT"
+
+
+def is_checked(source: str) -> bool:
+    r"""True when a code cell's source holds the comment line ``# NBVAL_CHECK_OUTPUT`` (nbval's rule).
+
+    Examples:
+        >>> is_checked("x = 1\n#  NBVAL_CHECK_OUTPUT"), is_checked("print('# NBVAL_CHECK_OUTPUT')")
+        (True, False)
+    """
+    return any(ln.strip().startswith("#") and ln.strip().lstrip("#").strip() == CHECK_MARKER
+               for ln in source.splitlines())
 
 
 def parse_percent(text: str) -> list[dict]:
@@ -52,8 +71,9 @@ def parse_percent(text: str) -> list[dict]:
     return out
 
 
-def build_notebook(src: str | Path) -> nbformat.NotebookNode:
-    """The ``.ipynb`` for a percent source (outputs empty, ids derived from the position)."""
+def build_notebook(src: str | Path, stored: nbformat.NotebookNode | None = None) -> nbformat.NotebookNode:
+    """The ``.ipynb`` for a percent source (ids derived from the position). Outputs are empty, but for
+    the ``# NBVAL_CHECK_OUTPUT`` cells of ``stored`` (the previous build) whose source is unchanged."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
@@ -65,7 +85,37 @@ def build_notebook(src: str | Path) -> nbformat.NotebookNode:
             cell = nbformat.v4.new_code_cell(c["source"], metadata=meta)
         cell["id"] = f"c{i:03d}"
         nb.cells.append(cell)
+    if stored is not None:
+        carry_checked_outputs(nb, stored)
     return nb
+
+
+def _checked_cells(nb: nbformat.NotebookNode) -> list:
+    return [c for c in nb.cells if c.get("cell_type") == "code" and is_checked("".join(c.get("source", "")))]
+
+
+def carry_checked_outputs(nb: nbformat.NotebookNode, stored: nbformat.NotebookNode) -> int:
+    """Copy outputs and execution counts of the checked cells of ``stored`` into the checked cells of
+    ``nb`` with the same source (in order when sources repeat); returns how many were copied."""
+    pool: dict[str, list] = {}
+    for c in _checked_cells(stored):
+        pool.setdefault("".join(c.source), []).append(c)
+    n = 0
+    for c in _checked_cells(nb):
+        same = pool.get("".join(c.source))
+        if same:
+            old = same.pop(0)
+            c["outputs"] = [nbformat.from_dict(o) for o in old.get("outputs", [])]
+            c["execution_count"] = old.get("execution_count")
+            n += 1
+    return n
+
+
+def _read_stored(target: Path) -> nbformat.NotebookNode | None:
+    try:
+        return nbformat.read(target, as_version=4) if target.exists() else None
+    except Exception:  # an unreadable notebook is rebuilt from scratch  # noqa: BLE001
+        return None
 
 
 def dumps(nb: nbformat.NotebookNode) -> str:
@@ -81,7 +131,7 @@ def build_all(src_dir: str | Path = "notebooks/src", out_dir: str | Path = "note
         if only and not any(src.stem.startswith(o) for o in only):
             continue
         target = Path(out_dir) / (src.stem + ".ipynb")
-        text = dumps(build_notebook(src))
+        text = dumps(build_notebook(src, stored=_read_stored(target)))
         if not target.exists() or target.read_text() != text:
             stale.append(target)
             if not check:

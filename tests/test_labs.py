@@ -1,12 +1,18 @@
 """Student labs: the checks say what is wrong in words, and every generated notebook works.
 
 For every notebook with exercises: the stubs fail their checks with the intended "not written yet"
-message, the reference solutions pass them, and the solution-filled student notebook executes at
-smoke with papermill (marked ``notebooks``).
+message and the reference solutions pass them. The solution-filled student notebook is the reference
+notebook but for its exercise cells (each defining the reference's own source under the alias, binding
+no name the notebook binds otherwise) and two inserted cells whose only effect is to hide the exercise
+sources from ``show``: so the reference notebook's smoke run in ``tests/test_notebooks.py`` proves it
+runs, and ``make test`` checks that statically. Executing it with papermill as well (every paper
+notebook a second time) is marked ``release``: ``make release-test``.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import io
 import re
 from contextlib import redirect_stdout
@@ -146,6 +152,92 @@ def test_stubs_fail_with_the_intended_message_and_solutions_pass(nb: Path):
     assert n >= 1
 
 
+def _global_bindings(tree: ast.AST) -> list[tuple[str, ast.AST, ast.alias | None]]:
+    """(name, node, alias) of every module-level binding of a cell: assignments, loop and ``with`` targets,
+    ``def``/``class`` names and imports (not the names local to functions, classes or comprehensions)."""
+    out: list[tuple[str, ast.AST, ast.alias | None]] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                out.append((child.name, child, None))
+            elif isinstance(child, (ast.Import, ast.ImportFrom)):
+                out.extend(((a.asname or a.name.split(".")[0]), child, a) for a in child.names)
+            elif isinstance(child, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                continue
+            else:
+                if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+                    out.append((child.id, child, None))
+                visit(child)
+
+    visit(tree)
+    return out
+
+
+def _imported(node: ast.AST, alias: ast.alias):
+    """The object an import statement binds to ``alias``."""
+    if isinstance(node, ast.Import):
+        return importlib.import_module(alias.name if alias.asname else alias.name.split(".")[0])
+    mod = importlib.import_module(node.module)
+    if hasattr(mod, alias.name):
+        return getattr(mod, alias.name)
+    return importlib.import_module(f"{node.module}.{alias.name}")
+
+
+@pytest.mark.parametrize("nb", WITH_EXERCISES, ids=[p.stem for p in WITH_EXERCISES])
+def test_solution_notebook_is_the_reference_but_for_its_exercise_cells(nb: Path):
+    """What running the solution-filled notebook would add to the reference notebook's smoke run, checked
+    without running it: same cells in the same order, the exercise cells bind the alias (and imports of
+    the very objects the notebook imports under those names), the inserted banner only hides sources."""
+    import fusionlib.nb
+
+    ref = nbformat.read(nb, as_version=4)
+    solved = make_student_notebook(ref, solutions=True)
+    exercises = find_exercises(ref)
+    ex_index = {e.cell_index: e for e in exercises}
+    banner = [i for i, c in enumerate(solved.cells) if "student-setup" in c.get("metadata", {}).get("tags", [])]
+    assert len(banner) == 1 and solved.cells[banner[0] - 1].cell_type == "markdown", "inserted cells moved"
+    rest = [c for i, c in enumerate(solved.cells) if i not in (banner[0] - 1, banner[0])]
+    assert len(rest) == len(ref.cells)
+    for i, (r, s) in enumerate(zip(ref.cells, rest)):
+        assert (r.cell_type, r.get("metadata", {}).get("tags", [])) == (s.cell_type, s.get("metadata", {}).get("tags", []))
+        if i not in ex_index:
+            assert r.source == s.source, f"{nb.name}: cell {i} of the solution notebook differs from the reference"
+
+    bindings: dict[str, list[tuple[ast.AST, ast.alias | None]]] = {}
+    for c in ref.cells:
+        if c.cell_type == "code":
+            for name, node, alias in _global_bindings(ast.parse(c.source)):
+                bindings.setdefault(name, []).append((node, alias))
+    for i, ex in ex_index.items():
+        ns: dict = {}
+        exec(compile(rest[i].source, f"<{ex.alias} solution>", "exec"), ns)
+        assert ex.alias in ns, f"{nb.name}: the solution cell does not define {ex.alias}"
+        for name, value in ns.items():
+            if name in ("__builtins__", ex.alias):
+                continue
+            for node, alias in bindings.get(name, []):
+                assert alias is not None and _imported(node, alias) is value, (
+                    f"{nb.name}: the solution of {ex.alias} binds {name!r}, which the notebook binds to something "
+                    f"else (line {getattr(node, 'lineno', '?')} of its cell): the student version could differ")
+
+    # the banner: show() of an exercise target prints a pointer instead of the answer
+    before = set(fusionlib.nb.HIDDEN_SOURCES)
+    try:
+        exec(compile(solved.cells[banner[0]].source, "<student-setup>", "exec"), {})
+        for ex in exercises:
+            if any(f"show({ex.name})" in c.source for c in solved.cells if c.cell_type == "code"):
+                obj = getattr(importlib.import_module(ex.module), ex.name)
+                buf = io.StringIO()
+                with redirect_stdout(buf):
+                    assert fusionlib.nb.show(obj) is None
+                assert f"source of {ex.name} is hidden" in buf.getvalue(), f"show({ex.name}) would print the answer"
+    finally:
+        fusionlib.nb.HIDDEN_SOURCES.clear()
+        fusionlib.nb.HIDDEN_SOURCES.update(before)
+
+
+@pytest.mark.release
 @pytest.mark.notebooks
 @pytest.mark.parametrize("nb", WITH_EXERCISES, ids=[p.stem for p in WITH_EXERCISES])
 def test_student_notebook_with_solutions_runs_at_smoke(nb: Path, tmp_path: Path):

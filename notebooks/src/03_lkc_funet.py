@@ -311,6 +311,7 @@ RESULTS["golden_max_abs_diff"] = golden_diff
 # device (no memory).
 
 # %%
+# NBVAL_CHECK_OUTPUT
 with torch.device("meta"):
     m_code, m_paper = LKCFUNet(init_norm="bn"), LKCFUNet()
 n_code, n_paper = profiling.count_parameters(m_code), profiling.count_parameters(m_paper)

@@ -155,6 +155,7 @@ def _norm(t):
 show(DTB)
 
 # %%
+# NBVAL_CHECK_OUTPUT
 torch.manual_seed(seed)
 enc = DMNetEncoder().eval()                               # full width: C = 64
 with torch.no_grad():
@@ -339,6 +340,7 @@ check_exercise(MyCSAB, CSAB, init=dict(channels=8), inputs=lambda g: (torch.rand
 show(ResBlock)
 
 # %%
+# NBVAL_CHECK_OUTPUT
 with torch.device("meta"):
     unet_full = SR3UNet()
 lv = {lvl: {"level": lvl, "resolution (128² input)": 128 // 2 ** lvl, "channels": ch, "up-path features": 0,
