@@ -598,14 +598,14 @@ def index_banner_html(infos: list[RunInfo], commit: str, weights_dir: str | Path
              _chip("runs", html.escape(when)), _chip("commit", f"<code>{html.escape(commit)}</code> (site build)")]
     cls = "fl-smoke" if "smoke" in profs else ("fl-lab" if "lab" in profs else "fl-paper")
     notes = [html.escape(_PROFILE_NOTE[p]) for p in profs if p in _PROFILE_NOTE]
-    if "smoke" in profs:
-        notes.append("Where <code>weights/</code> ships a network (listed below), the smoke pages evaluate it "
-                     "instead of their few-step network; each page's banner says which one its figures show.")
     nets = ""
     if "smoke" in profs:
         from fusionlib.weights import SHIPPED
 
         rows = shipped_networks(list(SHIPPED), weights_dir)
+        if any(lab for _, lab in rows):
+            notes.append("Where <code>weights/</code> ships a network (listed below), the smoke pages evaluate it "
+                         "instead of their few-step network; each page's banner says which one its figures show.")
         have = [f"<li><b>{html.escape(m)}</b>: {html.escape(lab)}</li>" for m, lab in rows if lab]
         miss = [m for m, lab in rows if not lab]
         nets = ('<ul class="fl-nets">' + "".join(have)
