@@ -27,6 +27,7 @@ seed = 0
 out_dir = "../runs/03_lkc_funet"
 epochs = None           # None: the profile's budget
 shared_root = "auto"    # folder with golden/lkc_funet (the reference outputs); "auto": <repo>/../shared; None: skip
+weights_dir = None      # None: the repository's weights/ (the shipped networks); another folder for tests
 
 # %% [markdown]
 # ## 1 · Setup
@@ -48,14 +49,17 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
+from matplotlib.ticker import MaxNLocator, NullFormatter
 from torch import nn
 
 import fusionlib
-from fusionlib import data, metrics, paper_numbers, profiling, spectral, stats, viz
+from fusionlib import data, metrics, paper_numbers, profiling, spectral, stats, viz, weights
 from fusionlib.atomic import atomic_save
 from fusionlib.baselines import average_fusion, max_fusion
 from fusionlib.laziness import LazinessTracker
 from fusionlib.losses.lkc import LKCLoss
+from fusionlib.methods import save_laziness
 from fusionlib.models import create_model
 from fusionlib.models.lkc_funet import (KERNEL_SETS, LKC_RECIPES, MPAFM, PAPER, PAPER_RECIPE, InitBlock, LKCBlock,
                                         LKCFUNet, LKDCBlock, lkc_loader, load_lkc_golden, paper_steps,
@@ -83,7 +87,7 @@ SHARED = (Path(fusionlib.__file__).resolve().parents[1].parent / "shared") if sh
     Path(shared_root) if shared_root else None)
 GOLDEN = SHARED / "golden" / "lkc_funet" if SHARED is not None else None
 if GOLDEN is None or not GOLDEN.is_dir():
-    print(f"golden folder not found ({GOLDEN}): the golden check of §3 is skipped")
+    print(f"golden folder not found ({GOLDEN}): the golden check of §3 is skipped (see §3)")
     GOLDEN = None
 
 
@@ -279,6 +283,8 @@ fig = viz.show_images({"MRI crop": ir, "PET Y crop": vi, "stem ch0": _norm01(ste
                        "IN(stem) ch0": _norm01(normed[0, 0]), "enc1 ch0": _norm01(enc1[0, 0]),
                        "MPAFM w1 (dec1)": w1[0, 0], "MPAFM A mean (dec1)": A[0].mean(0),
                        "output (untrained)": _norm01(walk[0, 0])}, ncols=8, panel_size=2.0)
+fig.suptitle(f"the forward pass, walked on a {c}² MRI-PET crop — untrained full LKC-FUNet (seed {seed})",
+             fontsize="small")
 viz.save_figure(fig, out_dir, "walk")
 fig
 
@@ -300,7 +306,11 @@ if GOLDEN is not None:
     del gm
 else:
     golden_diff = None
-    print("golden check skipped: reference folder absent")
+    print("golden check skipped: this checkout has no ../shared/golden/lkc_funet (the reference outputs are ~20 MB "
+          "of the authors' model's seeded initialisation and outputs, kept beside the repository, not in it). "
+          "Without it this notebook shows that our forward equals our walk (above), not that it equals the "
+          "authors' Model(); tests/test_lkc_funet.py runs the same comparison wherever the folder exists "
+          "(pass shared_root=... to this notebook to point at another copy).")
 RESULTS["golden_max_abs_diff"] = golden_diff
 
 # %% [markdown]
@@ -349,6 +359,7 @@ axes[0].set_title("by part of the UNet")
 pd.Series(kinds).div(1e6).sort_values().plot.barh(ax=axes[1], color="tab:orange")
 axes[1].set_xlabel("parameters (M)")
 axes[1].set_title("by kind of layer")
+fig.suptitle("parameters of the full LKC-FUNet (released configuration, counted on the meta device)")
 fig.tight_layout()
 viz.save_figure(fig, out_dir, "parameters")
 RESULTS["params"] = {"total_code": n_code, "total_paper_variant": n_paper, "paper_K": PAPER["params_K"],
@@ -389,29 +400,35 @@ fig
 # recipes runs on the bundled pairs.
 
 # %%
-def _train_pairs(rec) -> int:
-    """Bundled training pairs of a recipe's sets."""
-    return sum(data.list_bundled()[d]["splits"]["train"] for d in rec.datasets)
+def _train_pairs(rec) -> tuple[int, int]:
+    """(bundled training pairs, crops per epoch) of a recipe's sets; ``"msrs/train*25"`` takes each pair 25 times."""
+    from fusionlib.recipes import _dataset_spec                   # the parser lkc_loader uses
+
+    specs = [(data.list_bundled()[name]["splits"][split], times) for name, split, times in map(_dataset_spec, rec.datasets)]
+    return sum(n for n, _ in specs), sum(n * t for n, t in specs)
 
 
 pr = PAPER_RECIPE
 recipe_rows = {
-    "paper, MIF (Sec. 4.1.1)": {"training pairs": pr["train_pairs_mif"], "batch": pr["batch_size"],
+    "paper, MIF (Sec. 4.1.1)": {"training pairs": pr["train_pairs_mif"], "crops/epoch": pr["train_pairs_mif"],
+                                "batch": pr["batch_size"],
                                 "crop": pr["crop_size"], "lr": pr["lr"], "epochs": pr["epochs"],
                                 "steps": paper_steps(pr["train_pairs_mif"], pr["batch_size"], pr["epochs"])},
-    "paper, IVIF (Sec. 4.2.1)": {"training pairs": pr["train_pairs_ivif"], "batch": pr["batch_size"],
+    "paper, IVIF (Sec. 4.2.1)": {"training pairs": pr["train_pairs_ivif"], "crops/epoch": pr["train_pairs_ivif"],
+                                 "batch": pr["batch_size"],
                                  "crop": pr["crop_size"], "lr": pr["lr"], "epochs": pr["epochs"],
                                  "steps": paper_steps(pr["train_pairs_ivif"], pr["batch_size"], pr["epochs"])},
 }
 for prof, rec in LKC_RECIPES.items():
-    n_pairs = _train_pairs(rec)
+    n_pairs, n_crops = _train_pairs(rec)
     if prof in BUDGETS and BUDGETS[prof]["train_pairs"] is not None:
-        n_pairs = BUDGETS[prof]["train_pairs"]                     # what this notebook's run of that profile uses
-    bs = min(rec.batch_size, n_pairs)                              # lkc_loader: min(batch, pairs), drop_last
-    ep, cut = recipe_epochs(rec, n_pairs // bs)
-    per_epoch = n_pairs // bs
-    recipe_rows[f"ours: {prof}"] = {"training pairs": n_pairs, "batch": bs, "crop": rec.crop_size, "lr": rec.lr,
-                                    "epochs": ep, "steps": ep * min(per_epoch, cut or per_epoch)}
+        n_pairs = n_crops = BUDGETS[prof]["train_pairs"]           # what this notebook's run of that profile uses
+    bs = min(rec.batch_size, n_crops)                              # lkc_loader: min(batch, crops), drop_last
+    ep, cut = recipe_epochs(rec, n_crops // bs)
+    per_epoch = n_crops // bs
+    name_ = f"ours: {prof}" + (f" ({rec.model}, the shipped network; {', '.join(rec.datasets)})" if rec.model else "")
+    recipe_rows[name_] = {"training pairs": n_pairs, "crops/epoch": n_crops, "batch": bs, "crop": rec.crop_size,
+                          "lr": rec.lr, "epochs": ep, "steps": ep * min(per_epoch, cut or per_epoch)}
     if prof == S.profile:
         run_steps = B["epochs"] * min(per_epoch, B["steps"] or per_epoch)
 recipe_df = pd.DataFrame(recipe_rows).T
@@ -510,7 +527,8 @@ for i in (0, 2, 4):
     pan[f"{batch_names[i]}: BN+ReLU"] = act_bn[i, ch] / top
     pan[f"{batch_names[i]}: IN+ReLU"] = act_in[i, ch] / top
 fig = viz.show_images(pan, ncols=3, panel_size=2.6)
-fig.suptitle(f"channel {ch} (where IN keeps the most activations that BN drops); BN and IN on one scale per image")
+fig.suptitle(f"channel {ch} (where IN keeps the most activations that BN drops); BN and IN on one scale per image\n"
+             f"stem = untrained init_conv of the full network (seed {seed})", fontsize="small")
 viz.save_figure(fig, out_dir, "bn_vs_in_features")
 fig
 
@@ -522,6 +540,7 @@ for j, nm in enumerate((batch_names[0], batch_names[2])):
         im = ax.imshow(mat.numpy(), vmin=0, vmax=1, cmap="viridis")
         ax.set_title(f"{nm}: local |r|, {lab}")
 fig.colorbar(im, ax=axes.tolist(), shrink=0.8)
+fig.suptitle(f"local inter-channel |r| after norm + ReLU — untrained stem (seed {seed})", fontsize="small")
 viz.save_figure(fig, out_dir, "local_channel_correlation")
 plt.close(fig)
 fig
@@ -735,6 +754,8 @@ for ax, col in zip(axes, ["final_loss", "SD", "AG", "VIFF"]):
     ax.set_xlabel("largest kernel")
     ax.set_title(f"{col} (ours, narrow, {B['abl_steps']} steps)")
 axes[0].legend()
+fig.suptitle(f"kernel × normalisation grid — narrow width-{w} networks trained here ({S.profile}, "
+             f"{B['abl_steps']} steps each), {abl_size}", fontsize="small")
 fig.tight_layout()
 viz.save_figure(fig, out_dir, "kernel_norm_grid")
 plt.close(fig)
@@ -793,6 +814,7 @@ t3
 # %%
 t3_ours
 
+# %% [markdown]
 # ## 7 · Receptive fields: 3×3 vs 15×15
 #
 # The **effective receptive field** (Luo et al., 2016): the gradient of the centre output pixel with
@@ -848,6 +870,8 @@ fig.colorbar(im, ax=axes[:2].tolist(), shrink=0.8)
 axes[2].set_xlabel("distance from the centre (px)")
 axes[2].set_ylabel("fraction of |gradient| within")
 axes[2].legend()
+fig.suptitle(f"effective receptive fields of two untrained full-width networks (seed {seed}), {B['erf_images']} crops "
+             f"of {B['erf_crop']}²", fontsize="small")
 viz.save_figure(fig, out_dir, "erf")
 print(f"{B['erf_images']} real crops of {B['erf_crop']}²; radius holding 50 % / 90 % of the gradient mass:", erf_stats)
 RESULTS["erf"] = {"crop": B["erf_crop"], "images": B["erf_images"], "radius": erf_stats}
@@ -882,6 +906,7 @@ t_train = time.perf_counter() - t_train
 net = net.to("cpu").eval()
 n_steps = int(sum(e.get("steps", 0) for e in hist.epochs))
 w_path = atomic_save(net.state_dict(), Path(out_dir) / "weights.pt")
+save_laziness(tracker.records, out_dir)                                # read by 06_benchmark
 sha = hashlib.sha256(w_path.read_bytes()).hexdigest()
 print(f"trained {len(hist.epochs)} epochs, {n_steps} steps of {loader.batch_size}x{recipe.crop_size}² "
       f"on {len(loader.dataset)} pairs in {t_train:.1f} s on {S.device}; weights -> {w_path} (sha256 {sha[:16]}...)")
@@ -893,15 +918,24 @@ RESULTS["training"] = {"steps": n_steps, "epochs": len(hist.epochs), "seconds": 
 hist.to_frame().round(5)
 
 # %%
+RUN_LABEL = f"this run (full LKC-FUNet, {S.profile}, {n_steps} steps)"
 hist_keys = [k for k in ("loss", ("ssim", "int", "grad"), "lr") if isinstance(k, tuple) or k in hist.epochs[0]]
 fig = viz.plot_history(hist.epochs, keys=hist_keys)
+for ax in fig.axes:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+fig.suptitle(f"LKC-FUNet training history — {RUN_LABEL}")
 viz.save_figure(fig, out_dir, "history")
 fig
 
 # %%
-laziness_section(tracker.records, out_dir, RESULTS)
+fig = laziness_section(tracker.records, out_dir, RESULTS)
+fig.axes[0].set_title(f"LKC-FUNet relative ‖ΔW‖_F / ‖W‖_F per epoch — {RUN_LABEL}", fontsize="small")
+fig.axes[0].legend(title="block", fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+viz.save_figure(fig, out_dir, "laziness_rel")
+fig
 
 # %%
+print(f"per block — {RUN_LABEL}")
 viz.laziness_explorer(tracker.records, relative=True, logy=True)
 
 # %% [markdown]
@@ -937,6 +971,7 @@ for r_, (lab, key) in enumerate(sel.items()):
     axes[r_, 3].legend()
     kr[lab] = {"rel_change": float((h1 - h0).norm() / h0.norm()),
                "weight_rel_change": float((w_now.detach() - kernels0[key]).norm() / kernels0[key].norm())}
+fig.suptitle(f"15×15 kernels before and after training — {RUN_LABEL}")
 fig.tight_layout()
 viz.save_figure(fig, out_dir, "kernel_frequency_response")
 print(kr)
@@ -945,22 +980,65 @@ plt.close(fig)
 fig
 
 # %% [markdown]
+# ### Which network §9–§11 show
+#
+# The sections above trained the full LKC-FUNet at this profile's budget: at `smoke` two steps on a CPU, which
+# shows that training, tracking and saving work, but leaves a network that has learned next to nothing (§10
+# draws its fused images beside the shipped network's). So the sections that look at what a trained LKC-FUNet does (the MPAFM maps, the
+# fused images and their spectra, Tables 4 and 5, the significance map) use `fusionlib.weights.network_for`:
+# at `lab` and `paper` this run's own network; at `smoke` the network shipped in `weights/lkc_funet.pt` when the
+# repository has it. That file is a **narrow** configuration of the same architecture, `lkc_funet_narrow` (the
+# paper's 15/11/5 kernels, IN + GN and the MPAFMs, fewer channels), trained by `train_lkc_funet`, the function
+# called above, at `LKC_RECIPES["cpu"]` on a CPU (`python -m fusionlib.weights train`; the record from
+# `weights/MANIFEST.json` is printed below): the full 41 M-parameter network with dense 15×15 kernels does not
+# train on two CPU cores in hours. The sections that depend on the full configuration (the walk, the golden
+# check, the parameter counts, the ERF, the cost of §12) keep it. Every figure and table below names its network.
+
+# %%
+WEIGHTS_DIR = weights_dir or weights.WEIGHTS_DIR
+NET, NET_LABEL = weights.network_for("lkc_funet", net, S.profile, weights_dir=WEIGHTS_DIR)
+SHIPPED = NET is not net
+if SHIPPED:
+    rec = weights.shipped_record("lkc_funet", WEIGHTS_DIR)
+    net_recipe = LKC_RECIPES[rec["profile"]]
+    NET_SHORT = f"shipped {rec['config']} (narrow), {rec['profile']} recipe, {rec['steps']} steps"
+    print(f"weights/{rec['file']}: {rec['config']}, {rec['parameters']:,} parameters; {rec['steps']} steps of the "
+          f"{rec['profile']!r} recipe ({net_recipe.batch_size}x{net_recipe.crop_size}² crops of "
+          f"{', '.join(net_recipe.datasets)}), trained on {rec['device']} in {rec['wall_seconds'] / 60:.1f} min, "
+          f"started {rec['started']}, commit {rec['commit'][:12]}, seed {rec['seed']}, sha256 {rec['sha256'][:12]}...")
+    medical = any(d.startswith("harvard") for d in net_recipe.datasets)
+    display(Markdown(
+        f"This run trained the full network for {n_steps} steps; the shipped `{rec['config']}` has "
+        f"{rec['parameters'] / n_code:.1%} of its parameters and trained {rec['steps']:,} steps. "
+        + ("It was trained on the medical pairs, as this notebook's own recipes." if medical else
+           "It was trained for **infrared–visible** fusion (the bundled MSRS and RoadScene pairs), while this "
+           "notebook's own recipes train on the medical pairs; the paper trains one network per task. So below, "
+           "the medical sections (§9, §10, Table 4) show an IVIF-trained network applied to MRI pairs, and Table 5 "
+           "(IVIF) shows it in its own domain.")))
+else:
+    NET_SHORT = RUN_LABEL
+NET = NET.eval()
+print("the network §9–§11 show:", NET_LABEL)
+RESULTS["evaluated_network"] = NET_LABEL
+
+# %% [markdown]
 # ## 9 · Attention: the MPAFM's w1, w2 and recalibration map A per decoder stage
 #
 # With `keep = True` each MPAFM stores its two softmax weights (w1 weights the decoder path, w2 the
 # encoder skip, w1 + w2 = 1 per pixel) and the recalibration map A (per channel; shown as the channel
-# mean). Deepest stage first (H/4, H/2 and H for an H×H input; smoke: 48²). The trained network of §8.
+# mean). Deepest stage first (H/4, H/2 and H for an H×H input; smoke: 48²). The network chosen at the end of §8
+# (the title says which).
 
 # %%
 kind_att = "MRI-SPECT"
 s_att = med_test[kind_att][0]
 a_att, b_att = centre(s_att["ir"][None], B["att_crop"]), centre(s_att["vi"][None], B["att_crop"])
-for mpm in net.mpafms():
+for mpm in NET.mpafms():
     mpm.keep = True
 with torch.no_grad():
-    fused_att = net(a_att, b_att)
-att = [dict(mpm.last) for mpm in net.mpafms()]
-for mpm in net.mpafms():
+    fused_att = NET(a_att, b_att)
+att = [dict(mpm.last) for mpm in NET.mpafms()]
+for mpm in NET.mpafms():
     mpm.keep, mpm.last = False, {}
 att_stats = {f"dec{i + 1} ({t['w1'].shape[-1]}²)": {"w1 mean": float(t["w1"].mean()), "w1 std": float(t["w1"].std()),
                                                    "A mean": float(t["A"].mean()), "A std": float(t["A"].std())}
@@ -977,8 +1055,10 @@ for i, t in enumerate(att):
         fig.colorbar(im, ax=axes[i, j + 1], shrink=0.7)
 for ax in axes.flat:
     ax.axis("off")
+fig.suptitle(f"MPAFM weights, {kind_att} {med_test[kind_att].names[0]} — {NET_SHORT}")
 viz.save_figure(fig, out_dir, "mpafm_maps")
 plt.close(fig)
+print(f"MPAFM statistics per decoder stage — {NET_SHORT}")
 pd.DataFrame(att_stats).T.round(4)
 
 # %%
@@ -1001,44 +1081,67 @@ viz.explorer(_draw_att, stage=[0, 1, 2], what=["w1", "w2", "A"], max_panels=9, n
 # %% [markdown]
 # ## 10 · Fused images and spectra
 #
-# MRI-CT, MRI-PET, MRI-SPECT fused on Y by the trained LKC-FUNet (clamped to [0, 1]) and the average
-# baseline, the colour put back from the PET/SPECT chroma; then the radial power spectra of the
-# sources and fused images. Smoke: 48×48 centre crops and a barely trained network.
+# MRI-CT, MRI-PET, MRI-SPECT fused on Y by the network chosen at the end of §8 (clamped to [0, 1]) and the
+# average baseline, the colour put back from the PET/SPECT chroma; then the radial power spectra of the
+# sources and fused images. Smoke: 48×48 centre crops, and this run's two-step network in a last column beside
+# the shipped one (the cell measures how much of each output is clipped to white or black).
 
 # %%
 FUSED: dict = {}
 
 
 def lkc_fused(key, a, b):
-    """The trained network's fused image, clamped to [0, 1], computed once per (set, name) and reused in §11."""
+    """NET's fused image, clamped to [0, 1], computed once per (set, name) and reused in §11."""
     if key not in FUSED:
         with torch.no_grad():
-            FUSED[key] = net(a, b).clamp(0, 1)
+            FUSED[key] = NET(a, b).clamp(0, 1)
     return FUSED[key]
 
 
-fused_pan, psd_sets = {}, {}
+def clipped(f: torch.Tensor) -> float:
+    """Fraction of the pixels of an unclamped output outside (0, 1): what the clamp turns white or black."""
+    return float(((f <= 0) | (f >= 1)).float().mean())
+
+
+NET_TAG = "shipped" if SHIPPED else "this run"
+fused_pan, psd_sets, clip = {}, {}, {}
 for kind in med_test:
     nm = med_test[kind].names[0]
     a, b, cbcr = med_pair(kind, nm, B["eval_crop"])
     fz = lkc_fused((kind, nm), a, b)
+    with torch.no_grad():
+        raw = {NET_TAG: NET(a, b), **({"this run": net(a, b)} if SHIPPED else {})}
+    clip[kind] = {k: clipped(v) for k, v in raw.items()}
     colour = kind != "MRI-CT"
+    paint = (lambda y: data.merge_luma(y[0], cbcr[0])) if colour else (lambda y: y[0])
     fused_pan[f"{kind} MRI"] = a[0]
-    fused_pan[f"{kind} B"] = data.merge_luma(b[0], cbcr[0]) if colour else b[0]
-    fused_pan[f"{kind} LKC-FUNet"] = data.merge_luma(fz[0], cbcr[0]) if colour else fz[0]
-    fused_pan[f"{kind} average"] = data.merge_luma(average_fusion(a, b)[0], cbcr[0]) if colour else average_fusion(a, b)[0]
-    psd_sets[kind] = {"MRI": a[0, 0], "B (Y)": b[0, 0], "LKC-FUNet": fz[0, 0], "average": average_fusion(a, b)[0, 0]}
-fig = viz.show_images(fused_pan, ncols=4, panel_size=2.4)
+    fused_pan[f"{kind} B"] = paint(b)
+    fused_pan[f"{kind} average"] = paint(average_fusion(a, b))
+    fused_pan[f"{kind} LKC-FUNet {NET_TAG}"] = paint(fz)
+    if SHIPPED:
+        fused_pan[f"{kind} this run"] = paint(raw["this run"].clamp(0, 1))
+    psd_sets[kind] = {"MRI": a[0, 0], "B (Y)": b[0, 0], f"LKC-FUNet {NET_TAG}": fz[0, 0],
+                      "average": average_fusion(a, b)[0, 0]}
+fig = viz.show_images(fused_pan, ncols=5 if SHIPPED else 4, panel_size=2.4)
+med_size = "whole images" if B["eval_crop"] is None else f"centre {B['eval_crop']}² crops"
+fig.suptitle(f"fused medical pairs ({med_size}) — LKC-FUNet: {NET_SHORT}" + (f"; 'this run' = {RUN_LABEL}" if SHIPPED else ""),
+             fontsize="small")
 viz.save_figure(fig, out_dir, "fused_medical")
+RESULTS["fused_clipped_fraction"] = clip
+display(Markdown("Share of the output clipped to black or white by the clamp to [0, 1]: " + "; ".join(
+    f"{kind}: " + ", ".join(f"{k} {v:.0%}" for k, v in c.items()) for kind, c in clip.items()) + "."))
 fig
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(16, 4))
 hf = {}
 for ax, (kind, imgs) in zip(axes, psd_sets.items()):
-    viz.plot_radial_psd(imgs, ax=ax, title=kind)
+    viz.plot_radial_psd({k: tuple(x[1:] for x in spectral.radial_psd(v.double())) for k, v in imgs.items()},
+                        ax=ax, title=f"{kind} — LKC-FUNet {NET_TAG}")         # bin 0: the mean (removed), left out
+    ax.xaxis.set_minor_formatter(NullFormatter())                           # a narrow log range: no crowded labels
     f_ax, p = spectral.radial_psd(torch.stack(list(imgs.values())).double())
     hf[kind] = {k: float(p[i][f_ax > 0.25].sum() / p[i].sum()) for i, k in enumerate(imgs)}
+fig.suptitle(f"radial PSD — LKC-FUNet: {NET_SHORT}", fontsize="small")
 viz.save_figure(fig, out_dir, "radial_psd")
 print("fraction of power above 0.25 cycles/px:", pd.DataFrame(hf).round(4).to_dict())
 RESULTS["high_freq_fraction"] = hf
@@ -1057,9 +1160,11 @@ fig
 #
 # **What differs from the paper's protocol** (printed by the cells): the bundled Harvard test pairs are
 # fewer than the paper's 50 per modality, and they are neighbouring slices of the training pairs
-# (`data/harvard_train/SOURCE.md`; the next cell measures how close), so our scores are optimistic; the network is trained
-# at this profile's budget; IVIF is evaluated with the MIF-trained network (the paper trains a separate
-# IVIF model on MSRS); test images are centre-cropped to a multiple of 4 (smoke: small centre crops).
+# (`data/harvard_train/SOURCE.md`; the next cell measures how close), so our scores are optimistic for a network
+# trained on those pairs; the network is the one chosen at the end of §8 (the cells print which: this run's at
+# `lab` and `paper`, trained on the medical pairs, so IVIF is evaluated with a MIF-trained network where the
+# paper trains a separate IVIF model on MSRS; at `smoke` the shipped narrow network, whose record says what it
+# was trained on); test images are centre-cropped to a multiple of 4 (smoke: small centre crops).
 # Baselines: `fusionlib.baselines` average and max. The paper's rows come from `paper_numbers.paper_table`.
 
 # %%
@@ -1088,7 +1193,7 @@ print("highest grey-level correlation (B image: CT / PET / SPECT Y) of each test
 RESULTS["test_train_correlation"] = {k: [float(x) for x in v] for k, v in near.items()}
 
 # %%
-methods = {"LKC-FUNet": lambda x, y: net(x, y).clamp(0, 1), "average": average_fusion, "max": max_fusion}
+methods = {"LKC-FUNet": lambda x, y: NET(x, y).clamp(0, 1), "average": average_fusion, "max": max_fusion}
 rows = []
 t_eval = time.perf_counter()
 for kind, nm in eval_pairs:
@@ -1102,7 +1207,7 @@ mif = pd.DataFrame(rows)
 t4 = mif.groupby(["set", "method"])[T4].mean()
 size_note = "whole images (cropped to a multiple of 4)" if B["eval_crop"] is None else f"centre {B['eval_crop']}² crops"
 print(f"Harvard test pairs: {mif.groupby('set').image.nunique().to_dict()} ({size_note}); "
-      f"LKC-FUNet = {n_steps} steps of {loader.batch_size}x{recipe.crop_size}²")
+      f"LKC-FUNet = {NET_SHORT}")
 RESULTS["table4"] = {f"{s} | {m}": {k: float(v) for k, v in r.items()} for (s, m), r in t4.iterrows()}
 
 
@@ -1110,12 +1215,14 @@ def beside(ours: pd.DataFrame, table_id: str, set_name: str) -> pd.DataFrame:
     """The paper's block ``table_id`` above our rows for ``set_name``: index (source, method)."""
     pt = paper_numbers.paper_table("lkc_funet", table_id)
     paper_rows = pt[T4].set_axis(pd.MultiIndex.from_product([[f"paper ({pt.attrs['source']})"], pt.index]))
-    our_rows = ours.loc[set_name, T4].set_axis(pd.MultiIndex.from_product([["ours (this run)"], ours.loc[set_name].index]))
+    our_rows = ours.loc[set_name, T4].set_axis(pd.MultiIndex.from_product([[f"ours ({NET_TAG}, {S.profile})"],
+                                                                           ours.loc[set_name].index]))
     return pd.concat([paper_rows, our_rows]).rename(columns=COLS)
 
 
 T4_IDS = {"MRI-CT": "Table 4 (MRI-CT block)", "MRI-PET": "Table 4 (MRI-PET block)", "MRI-SPECT": "Table 4 (MRI-SPECT block)"}
 t4_side = pd.concat({k: beside(t4, tid, k) for k, tid in T4_IDS.items()})
+print(f"Table 4 (MIF) beside ours ({size_note}) — LKC-FUNet: {NET_SHORT}")
 t4_side.round(3)
 
 # %%
@@ -1141,9 +1248,10 @@ print(f"IVIF test pairs: {ivif.groupby('set').image.nunique().to_dict()} ({size_
       f"evaluation took {t_eval:.1f} s")
 RESULTS["table5"] = {f"{s} | {m}": {k: float(v) for k, v in r.items()} for (s, m), r in t5.iterrows()}
 RESULTS["eval"] = {"size": size_note, "presets": PRESETS_USED, "medical_pairs": [f"{k} {n}" for k, n in eval_pairs],
-                   "seconds": t_eval}
+                   "seconds": t_eval, "network": NET_LABEL}
 T5_IDS = {"MSRS": "Table 5 (MSRS block)", "M3FD": "Table 5 (M3FD block)", "TNO": "Table 5 (TNO block)"}
 t5_side = pd.concat({k: beside(t5, tid, k) for k, tid in T5_IDS.items()})
+print(f"Table 5 (IVIF) beside ours ({size_note}) — LKC-FUNet: {NET_SHORT}")
 t5_side.round(3)
 
 # %% [markdown]
@@ -1152,8 +1260,8 @@ t5_side.round(3)
 # r_c = (r − 0.5) × 2 ∈ [−1, 1]; the stars are the Holm-adjusted paired tests of
 # `fusionlib.stats.compare_methods` (Shapiro–Wilk, then a paired t-test or Wilcoxon, as the paper
 # describes): `*` p < 0.05, `**` p < 0.001. MIF and IVIF are kept apart, as in the paper. Our baselines
-# are average and max, not the paper's methods. With smoke's three medical and three IVIF images and an
-# untrained network the cells are a demonstration of the analysis, not a finding.
+# are average and max, not the paper's methods. With smoke's three medical and three IVIF images the cells are a
+# demonstration of the analysis, not a finding, whichever network they show.
 
 # %%
 def centred_rate(ours: pd.DataFrame, base: pd.DataFrame) -> pd.Series:
@@ -1183,6 +1291,7 @@ for ax, task in zip(axes, ("MIF", "IVIF")):
     n_img = int(((mif if task == "MIF" else ivif).method == "max").sum())
     ax.set_title(f"{task}: r_c of LKC-FUNet (n = {n_img} images)")
 fig.colorbar(im, ax=axes.tolist(), shrink=0.8)
+fig.suptitle(f"Fig. 12's centred improvement rate — LKC-FUNet: {NET_SHORT}", fontsize="small", y=1.0)
 viz.save_figure(fig, out_dir, "significance_heatmap")
 RESULTS["significance"] = {f"{t} vs {b}": {str(r["metric"]): {"p_holm": float(r["p_holm"]) if np.isfinite(r["p_holm"]) else None,
                                                               "significant": bool(r["significant"]),
@@ -1194,6 +1303,7 @@ sig[("MIF", "average")]
 # %%
 fig
 
+# %% [markdown]
 # ## 12 · Efficiency against Table 7
 #
 # Table 7's rows come from `paper_numbers`; ours are counted here. `FlopCounterMode` counts a multiply-add
@@ -1236,6 +1346,7 @@ RESULTS["gpu_paper_run"] = ({"seconds": t_train, "steps": n_steps, "weights_sha2
                             if (S.device.type == "cuda" and S.profile == "paper") else None)
 t7_side
 
+# %% [markdown]
 # ## 13 · Results and questions
 #
 # `results.json`: the walk and golden checks, the parameter breakdown, the normalisation analysis and

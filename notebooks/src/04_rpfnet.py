@@ -744,6 +744,7 @@ fig
 # %%
 fig = laziness_section(tracker.records, out_dir, RESULTS)
 fig.axes[0].set_title(f"RPFNet relative ‖ΔW‖_F / ‖W‖_F per epoch — {RUN_LABEL}")
+fig.axes[0].legend(title="block", fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 viz.save_figure(fig, out_dir, "laziness_rel")
 plt.close(fig)
 fig
@@ -902,7 +903,8 @@ plt.close(fig)
 fig
 
 # %%
-fig = viz.plot_radial_psd({k: v[0, 0] for k, v in imgs.items()},
+fig = viz.plot_radial_psd({k: tuple(x[1:] for x in spectral.radial_psd(v[0, 0].double()))  # bin 0: the removed mean
+                           for k, v in imgs.items()},
                           title=f"radial PSD, 00055D crop {pc}×{pc}\nRPFNet = {NET_SHORT}")
 viz.save_figure(fig, out_dir, "psd_radial")
 plt.close(fig)

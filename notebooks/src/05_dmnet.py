@@ -40,6 +40,7 @@ seed = 0
 out_dir = "../runs/05_dmnet"
 epochs = None           # None: the profile's budget; an int total (split 1:2 as the paper) or [stage I, stage II]
 model_name = None       # None: the profile's model ("dmnet_tiny" at smoke, "dmnet" otherwise)
+weights_dir = None      # None: the repository's weights/ (the shipped networks); another folder for tests
 
 # %% [markdown]
 # ## 1 · Setup
@@ -47,6 +48,7 @@ model_name = None       # None: the profile's model ("dmnet_tiny" at smoke, "dmn
 # Every profile runs every section; smoke shrinks steps, crops **and the network** (next cell).
 
 # %%
+import copy
 import dataclasses
 import time
 from pathlib import Path
@@ -58,8 +60,9 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from IPython.display import Markdown, display
+from matplotlib.ticker import MaxNLocator
 
-from fusionlib import data, metrics, paper_numbers, profiling, spectral, viz
+from fusionlib import data, metrics, paper_numbers, profiling, spectral, viz, weights
 from fusionlib.atomic import atomic_save
 from fusionlib.baselines import average_fusion, max_fusion
 from fusionlib.diffusion import NoiseSchedule, q_sample
@@ -96,8 +99,9 @@ B["epochs"] = (E1, E2)
 NARROW = B["model"] != "dmnet"
 print("budget:", B)
 if NARROW:
-    print(f"NOTE: profile {S.profile!r} trains {B['model']!r}: a NARROW denoiser and encoder, not the 391 M "
-          "network of the paper. Every trained number below comes from that small model; parameter counts "
+    print(f"NOTE: profile {S.profile!r} trains {B['model']!r}: a NARROW denoiser and encoder, not the full "
+          "network of the paper. This run's training numbers come from that small model; the sections after "
+          "training show the shipped NARROW dmnet_narrow when weights/ has it (§6 says which); parameter counts "
           "and FLOPs are given for the full configuration (meta device).")
 RESULTS: dict = {"budget": {k: (list(v) if isinstance(v, tuple) else v) for k, v in B.items()},
                  "model_trained": B["model"], "narrow_denoiser": NARROW}
@@ -114,7 +118,8 @@ msrs = data.bundled("msrs", "test")
 night = msrs.by_name("00004N")
 ir_n, vi_n = night["ir"][None], night["vi"][None]        # (1, 1, 480, 640)
 c = B["walk_crop"]
-y0, x0 = 232, 512                                         # the pedestrians
+y0, x0 = 232, 512                                         # the walking pedestrian
+PED = (275, 532)                                          # its centre (row, col), for the larger crops below
 ir = ir_n[..., y0:y0 + c, x0:x0 + c]
 vi = vi_n[..., y0:y0 + c, x0:x0 + c]
 fig = viz.show_images({"IR 00004N": ir_n, "VI 00004N (Y)": vi_n, f"IR crop {c}²": ir, f"VI crop {c}²": vi}, ncols=4)
@@ -171,6 +176,7 @@ fig = viz.show_images({"VI crop": vi, **{f"branch {k + 1} (depth {k + 1})": _nor
                                          for k, b in enumerate(branch_out)},
                        "DTB = mean": _norm(dtb_walk[0].mean(0)), "DIB": _norm(dib_out[0].mean(0))},
                       ncols=8, panel_size=2.0)
+fig.suptitle(f"DTB walk on the VI crop — untrained full-width encoder (C = 64, seed {seed})", fontsize="small")
 viz.save_figure(fig, out_dir, "dtb_branches")
 torch.manual_seed(seed)
 dense_dtb = DTB(dim=64, num_heads=8, mode="dense").eval()
@@ -241,6 +247,7 @@ RESULTS["invertibility"] = {"coupling_float32": inv_err32, "coupling_float64": i
 fig = viz.show_images({"z1": _norm(z1[0].mean(0)), "z2": _norm(z2[0].mean(0)), "z2' = z2 + φ(z1)": _norm(z2n[0].mean(0)),
                        "exp(ρ(z2'))": _norm(scale[0].mean(0)), "z1'": _norm(z1n[0].mean(0)),
                        "|inverse − x| ×1e5": (back - dtb_walk).abs()[0].mean(0) * 1e5}, ncols=6, panel_size=2.2)
+fig.suptitle(f"one affine coupling, forward and inverse — untrained full-width DIB (seed {seed})", fontsize="small")
 viz.save_figure(fig, out_dir, "coupling_walk")
 fig
 
@@ -309,6 +316,7 @@ print(f"channel weights {float(m_c.min()):.3f} .. {float(m_c.max()):.3f}; spatia
       f"{float(m_s.min()):.3f} .. {float(m_s.max()):.3f} (untrained: near 0.5)")
 fig = viz.show_images({"f (mean)": _norm(f[0].mean(0)), "max_c": _norm(mx_c[0, 0]), "mix_c": _norm(mix_c[0, 0]),
                        "M_s": m_s[0, 0], "CSAB(f) (mean)": _norm(csab_walk[0].mean(0))}, ncols=5, panel_size=2.4)
+fig.suptitle(f"CSAB walk — untrained CSAB(64) on the untrained DIB features (seed {seed})", fontsize="small")
 fig
 
 # %% [markdown]
@@ -393,6 +401,7 @@ RESULTS["walk_max_abs_diff"] = walk_diff
 fig = viz.show_images({**{f"x_t VI, t={t}": (xts[t][0, 0] + 1) / 2 for t in cfg.timesteps},
                        **{f"a_t (mean), t={t}": _norm(per_t[t][0].mean(0)) for t in cfg.timesteps},
                        "av": _norm(av[0].mean(0)), "fused (untrained)": walk}, ncols=8, panel_size=2.0)
+fig.suptitle(f"the whole forward, walked — untrained {B['model']} (seed {seed})", fontsize="small")
 fig
 
 # %% [markdown]
@@ -449,9 +458,9 @@ RESULTS["params"] = {"full": parts, "paper_M": PAPER["params_M"], "code_unet": P
 # %% [markdown]
 # ## 5 · The forward process on a real pair
 #
-# Linear β from 1e-6 to 1e-2 over 2,000 steps. DMNet's three steps are all **early**: at t = 5 the
-# signal-to-noise ratio is ≈ 43 dB, at t = 50 ≈ 22 dB, at t = 100 ≈ 16 dB; half the signal power is
-# gone only near t ≈ 520. The pair is shown in the diffusion's [−1, 1] scale mapped back to [0, 1].
+# Linear β from 1e-6 to 1e-2 over 2,000 steps. DMNet's three steps are all **early**: the cell prints the
+# signal-to-noise ratio at t = 5, 50 and 100, and the step where half the signal power (γ² = 1/2) is gone.
+# The pair is shown in the diffusion's [−1, 1] scale mapped back to [0, 1].
 
 # %%
 sched = NoiseSchedule()
@@ -463,6 +472,11 @@ x_t = {t: q_sample(pair, sched.gamma(t), eps) for t in ts_show}
 sched_tab = pd.DataFrame([{"t": t, "γ = √ᾱ_t": sched.gamma(t), "γ interval (√ᾱ_{t−1}, √ᾱ_t)": sched.gamma_range(t),
                            "SNR (dB)": sched.snr_db(t)} for t in ts_show]).set_index("t")
 RESULTS["schedule"] = {str(t): {"gamma": sched.gamma(t), "snr_db": sched.snr_db(t)} for t in (5, 50, 100)}
+t_half = next(t for t in range(1, sched.num_steps + 1) if sched.gamma(t) ** 2 < 0.5)
+RESULTS["schedule"]["half_signal_power_t"] = t_half
+display(Markdown(f"SNR at t = 5, 50, 100: **{sched.snr_db(5):.1f}**, **{sched.snr_db(50):.1f}** and "
+                 f"**{sched.snr_db(100):.1f} dB**; half the signal power is gone only at t = **{t_half}** of "
+                 f"{sched.num_steps:,}."))
 fig = viz.show_images({f"VI t={t}": ((x_t[t][0, 0] + 1) / 2).clamp(0, 1) for t in ts_show}
                       | {f"IR t={t}": ((x_t[t][0, 1] + 1) / 2).clamp(0, 1) for t in ts_show}, ncols=8, panel_size=1.9)
 viz.save_figure(fig, out_dir, "forward_process")
@@ -489,8 +503,9 @@ for t in ts_show:
     rows.append({"t": t, "noise power 1−γ²": 1 - g2,
                  "fraction of frequency bins where signal > noise": float((g2 * psd_clean > (1 - g2) * psd_noise).double().mean()),
                  "high-freq power / clean": float(p[hf].sum() / psd_clean[hf].sum())})
-fig = viz.plot_radial_psd({k: v for k, v in psds.items() if k in ("clean", "t=5", "t=50", "t=100", "t=700")},
-                          title="radial PSD of x_t (VI channel, 256² crop)")
+fig = viz.plot_radial_psd({k: (v[0][1:], v[1][1:]) for k, v in psds.items()           # bin 0: the mean, removed
+                           if k in ("clean", "t=5", "t=50", "t=100", "t=700")},
+                          title="radial PSD of x_t (VI channel, 256² crop; no network)")
 viz.save_figure(fig, out_dir, "forward_psd")
 RESULTS["forward_hf_power_ratio"] = {str(r["t"]): r["high-freq power / clean"] for r in rows}
 pd.DataFrame(rows).set_index("t").round(4)
@@ -566,8 +581,11 @@ for ax, keys, title in ((axes[0], ["loss"], "total loss"), (axes[1], ["rec_ir", 
     ax.axvline(boundary, ls="--", color="0.35")
     ax.text(boundary, 0.98, " stage II", transform=ax.get_xaxis_transform(), va="top", fontsize="small")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title)
     ax.legend(frameon=False, fontsize="small")
+RUN_LABEL = f"this run ({B['model']}, {S.profile}, {n_steps} steps)"
+fig.suptitle(f"DMNet training history — {RUN_LABEL}")
 fig.tight_layout()
 viz.save_figure(fig, out_dir, "history")
 plt.close(fig)
@@ -577,9 +595,11 @@ fig
 moved = [r for r in tracker.records if r["delta"] > 0]   # the projection does not move in stage I
 fig, axes = plt.subplots(1, 2, figsize=(13, 4))
 viz.plot_laziness(moved, relative=False, logy=True, ax=axes[0], title="absolute ‖ΔW‖_F per epoch",
-                  stage_boundaries={"stage II": boundary})
-viz.plot_laziness(moved, relative=True, logy=True, ax=axes[1], title="relative ‖ΔW‖_F / ‖W‖_F",
                   stage_boundaries={"stage II": boundary}, legend=False)
+viz.plot_laziness(moved, relative=True, logy=True, ax=axes[1], title="relative ‖ΔW‖_F / ‖W‖_F",
+                  stage_boundaries={"stage II": boundary})
+axes[1].legend(title="block", fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+fig.suptitle(f"DMNet weight change per epoch, both stages — {RUN_LABEL}")
 fig.tight_layout()
 viz.save_figure(fig, out_dir, "laziness")
 plt.close(fig)
@@ -592,35 +612,76 @@ RESULTS["laziness_fraction_above_1e-3"] = summarise(tracker.records, threshold=1
 fig
 
 # %%
+print(f"mean relative update per stage — {RUN_LABEL}")
 lazy_tab
+
+# %% [markdown]
+# ### Which network the rest of the notebook shows
+#
+# The sections above trained DMNet at this profile's budget: at `smoke` the tiny `dmnet_tiny` for a few CPU
+# steps, enough to show that both stages, the laziness tracking and the checkpoints work, not enough to learn.
+# So from here on the sections that look at what a trained DMNet does (its diffusion features, CSAB, attention,
+# the released-style inference, the metrics and fused images) use `fusionlib.weights.network_for`: at `lab` and
+# `paper` this run's own network; at `smoke` the network shipped in `weights/dmnet.pt` when the repository has it.
+# That file is a **narrow** configuration of the same architecture, `dmnet_narrow` (fewer channels and a small
+# denoiser, every module kept), trained by `train_dmnet`, the function called above, at `DMNET_RECIPES["cpu"]` on
+# a CPU (`python -m fusionlib.weights train`; its record in `weights/MANIFEST.json` is printed below): the full
+# network (§4 counts it) does not train on two CPU cores. The sections that depend on the full configuration
+# (parameter counts, FLOPs) keep it; every figure and table below names the network it shows.
+
+# %%
+WEIGHTS_DIR = weights_dir or weights.WEIGHTS_DIR
+NET, NET_LABEL = weights.network_for("dmnet", net, S.profile, weights_dir=WEIGHTS_DIR)
+SHIPPED = NET is not net
+if SHIPPED:
+    rec = weights.shipped_record("dmnet", WEIGHTS_DIR)
+    NET_SHORT = (f"shipped {rec['config']} (NARROW, {rec['parameters'] / 1e6:.1f} M parameters), {rec['profile']} "
+                 f"recipe, {rec['steps']} steps")
+    print(f"weights/{rec['file']}: {rec['config']}, {rec['parameters']:,} parameters; {rec['steps']} steps of the "
+          f"{rec['profile']!r} recipe, trained on {rec['device']} in {rec['wall_seconds'] / 60:.1f} min, started "
+          f"{rec['started']}, commit {rec['commit'][:12]}, seed {rec['seed']}, sha256 {rec['sha256'][:12]}...")
+    display(Markdown(f"This run trained {B['model']} for {n_steps} steps; the shipped {rec['config']} "
+                     f"{rec['steps']:,} steps, {rec['steps'] / max(n_steps, 1):.3g}× as many, with "
+                     f"{rec['parameters'] / max(profiling.count_parameters(net), 1):.1f}× the parameters of this run's "
+                     f"model and {rec['parameters'] / parts['total']:.2%} of the full configuration's."))
+else:
+    NET_SHORT = RUN_LABEL
+NET = NET.eval()
+print("the network the sections below show:", NET_LABEL)
+RESULTS["evaluated_network"] = NET_LABEL
 
 # %% [markdown]
 # ## 7 · What the denoiser's features contain at t = 5, 50, 100
 #
-# The (trained) model's diffusion features on a larger crop of the night scene: for each step, x_t,
-# the projected feature `a_t` (channel mean) and the finest-level U-Net feature. Their radial power
-# spectra (channel-averaged) tell which spatial frequencies each noise level keeps. **At smoke the
-# denoiser is narrow and has seen a few dozen noise-loss steps**: read the x_t spectra (exact) and
-# the *relative* differences between steps; the lab profile gives the full network.
+# The diffusion features of the network chosen above (the titles say which) on a larger crop of the night
+# scene: for each step, x_t, the projected feature `a_t` (channel mean) and the finest-level U-Net feature.
+# Their radial power spectra (channel-averaged, normalised to unit total power, so that only their *shape* is
+# compared) tell which spatial frequencies each noise level keeps; the second row divides each by the t = 5
+# spectrum, which makes the differences between the steps readable. The x_t spectra are exact whatever the
+# network; the feature spectra depend on what it learned.
 
 # %%
 fc_ = B["feat_crop"]
-irf, vif = ir_n[..., 180:180 + fc_, 420:420 + fc_], vi_n[..., 180:180 + fc_, 420:420 + fc_]
+top_ = min(max(PED[0] - fc_ // 2, 0), ir_n.shape[-2] - fc_)                # a square crop around the pedestrian
+left_ = min(max(PED[1] - fc_ // 2, 0), ir_n.shape[-1] - fc_)
+irf, vif = ir_n[..., top_:top_ + fc_, left_:left_ + fc_], vi_n[..., top_:top_ + fc_, left_:left_ + fc_]
 irf_d, vif_d = irf.to(dev), vif.to(dev)
 with torch.no_grad():
-    g = torch.Generator().manual_seed(net.config.feature_seed)
-    x0f = net.pad_for_denoiser(net.diffusion_input(irf_d, vif_d))
+    g = torch.Generator().manual_seed(NET.config.feature_seed)
+    x0f = NET.pad_for_denoiser(NET.diffusion_input(irf_d, vif_d))
     feat_maps = {}
-    for t in net.config.timesteps:
-        xt, gamma = net.noisy_input(x0f, t, generator=g)
-        fl = net.denoiser.decoder_features(xt, gamma)
-        a_t = net.features(fl)[..., :fc_, :fc_]
+    for t in NET.config.timesteps:
+        xt, gamma = NET.noisy_input(x0f, t, generator=g)
+        fl = NET.denoiser.decoder_features(xt, gamma)
+        a_t = NET.features(fl)[..., :fc_, :fc_]
         feat_maps[t] = {"x_t": xt[0, 0].cpu(), "a_t": a_t[0].cpu(), "finest": fl[-1][1][0].cpu()}
 fig = viz.show_images({**{f"x_t (VI) t={t}": ((v["x_t"] + 1) / 2).clamp(0, 1) for t, v in feat_maps.items()},
                        **{f"a_t mean t={t}": _norm(v["a_t"].mean(0)) for t, v in feat_maps.items()},
                        **{f"finest U-Net feature, t={t}": _norm(v["finest"].mean(0)) for t, v in feat_maps.items()}},
                       ncols=3, panel_size=2.6)
+fig.suptitle(f"diffusion features, 00004N crop {fc_}² — {NET_SHORT}", fontsize="small")
 viz.save_figure(fig, out_dir, "features_t")
+plt.close(fig)
 fig
 
 # %%
@@ -629,30 +690,53 @@ for t, v in feat_maps.items():
     for key in ("x_t", "a_t", "finest"):
         fr, p = spectral.radial_psd(v[key].double())
         p = p.reshape(-1, p.shape[-1]).mean(0)
-        spec[(key, t)] = (fr, p / p.sum())                  # normalised: the shape of the spectrum
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-for ax, key in zip(axes, ("x_t", "a_t", "finest")):
-    viz.plot_radial_psd({f"t={t}": spec[(key, t)] for t in feat_maps}, ax=ax, title=f"normalised radial PSD: {key}")
+        spec[(key, t)] = (fr[1:], (p / p.sum())[1:])        # normalised: the shape; bin 0 (the mean, 0) left out
+fig, axes = plt.subplots(2, 3, figsize=(14, 6.6), sharex="col")
+t_ref = min(feat_maps)
+for j, key in enumerate(("x_t", "a_t", "finest")):
+    viz.plot_radial_psd({f"t={t}": spec[(key, t)] for t in feat_maps}, ax=axes[0, j], title=f"normalised radial PSD: {key}")
+    axes[0, j].set_xlabel("")
+    fr0, p0 = spec[(key, t_ref)]
+    keep = (fr0 > 0) & (p0 > 0)
+    for t in feat_maps:
+        ratio = spec[(key, t)][1][keep] / p0[keep]
+        axes[1, j].plot(fr0[keep].numpy(), ratio.numpy(), label=f"t={t}")
+    axes[1, j].set_xscale("log")
+    axes[1, j].set_yscale("log")
+    axes[1, j].axhline(1.0, color="0.6", lw=0.8)
+    axes[1, j].set_xlabel("frequency (cycles/pixel), zero frequency left out")
+    axes[1, j].set_title(f"{key}: PSD(t) / PSD(t={t_ref})")
+    axes[1, j].legend(frameon=False, fontsize="small")
+fig.suptitle(f"feature spectra, 00004N crop {fc_}² — {NET_SHORT}", fontsize="small")
 fig.tight_layout()
 viz.save_figure(fig, out_dir, "features_psd")
 plt.close(fig)
 hf_frac = {key: {str(t): float(spec[(key, t)][1][spec[(key, t)][0] > 0.25].sum()) for t in feat_maps}
            for key in ("x_t", "a_t", "finest")}
 RESULTS["feature_high_freq_fraction"] = hf_frac
-print("fraction of spectral power above 0.25 cycles/pixel:")
+print(f"fraction of spectral power above 0.25 cycles/pixel — {NET_SHORT}:")
 print(pd.DataFrame(hf_frac).round(4).to_string())
+t_hi = max(feat_maps)
+display(Markdown(
+    f"From t = {t_ref} to t = {t_hi} the share of power above 0.25 cycles/pixel goes from "
+    + "; ".join(f"{hf_frac[k][str(t_ref)]:.3f} to {hf_frac[k][str(t_hi)]:.3f} for {k}" for k in hf_frac)
+    + ". The noise raises the top of x_t's spectrum by design; whether the features follow it or filter it "
+      "out is what the network learned (a ratio curve near 1 in the second row: the step changes little)."))
 fig
 
 # %% [markdown]
 # ## 8 · Attention: features before and after CSAB (Fig. 11), and the Restormer channel attention
 #
 # The encoder features of each modality, their channel mean before CSAB, after CSAB, and the spatial
-# gate `M_s` as a heat map over the source (probe on `csab.spatial_gate`), through the trained model.
+# gate `M_s` as a heat map over the source (probe on `csab.spatial_gate`), through the network chosen after
+# training (the title says which). Each overlay is scaled to its own range: the cell prints the gate's range
+# and how much CSAB changes the picture, because an untrained gate sits near 0.5 everywhere and then "before"
+# and "after" look the same.
 
 # %%
 with torch.no_grad():
-    parts_d = net.fusion_feature(irf_d, vif_d)
-caps = {m: capture(net.csab, parts_d[f"f_{m}"], names=["spatial_gate", "channel_gate"]) for m in ("ir", "vi")}
+    parts_d = NET.fusion_feature(irf_d, vif_d)
+caps = {m: capture(NET.csab, parts_d[f"f_{m}"], names=["spatial_gate", "channel_gate"]) for m in ("ir", "vi")}
 parts_f = {k: v.cpu() for k, v in parts_d.items()}
 fig, axes = plt.subplots(2, 4, figsize=(15, 7))
 for r, (m, src) in enumerate((("ir", irf), ("vi", vif))):
@@ -662,12 +746,33 @@ for r, (m, src) in enumerate((("ir", irf), ("vi", vif))):
     viz.overlay_attention(src[0, 0], _norm(parts_f[f"f_{m}"][0].abs().mean(0)), ax=axes[r, 1], title=f"before CSAB: |f_{m}|")
     viz.overlay_attention(src[0, 0], _norm(parts_f[f"a_{m}"][0].abs().mean(0)), ax=axes[r, 2], title=f"after CSAB: |a_{m}|")
     viz.overlay_attention(src[0, 0], caps[m]["spatial_gate"][0, 0], ax=axes[r, 3], title="spatial gate M_s")
+fig.suptitle(f"CSAB on the encoder features, 00004N crop {fc_}² — {NET_SHORT}", fontsize="small")
 fig.tight_layout()
 viz.save_figure(fig, out_dir, "csab_heatmaps")
 plt.close(fig)
+
+
+def _corr_maps(a_, b_):
+    a_, b_ = a_.flatten().double() - a_.mean(), b_.flatten().double() - b_.mean()
+    return float((a_ @ b_) / (a_.norm() * b_.norm()).clamp(min=1e-12))
+
+
 RESULTS["csab"] = {m: {"spatial_gate_min": float(caps[m]["spatial_gate"].min()),
                        "spatial_gate_max": float(caps[m]["spatial_gate"].max()),
-                       "channel_gate_std": float(caps[m]["channel_gate"].std())} for m in caps}
+                       "channel_gate_std": float(caps[m]["channel_gate"].std()),
+                       "r_before_after": _corr_maps(parts_f[f"f_{m}"][0].abs().mean(0), parts_f[f"a_{m}"][0].abs().mean(0))}
+                   for m in caps}
+csab_txt = []
+for m, v in RESULTS["csab"].items():
+    span = v["spatial_gate_max"] - v["spatial_gate_min"]
+    note = ("the after-CSAB map is the before map rescaled, so the two panels look alike: no Fig. 11 effect to "
+            "look for here" if v["r_before_after"] > 0.99 else
+            "the spatial gate is nearly flat, so what changes the map is the channel weighting, not a spatial "
+            "selection" if span < 0.05 else "")
+    csab_txt.append(f"{m.upper()}: gate {v['spatial_gate_min']:.3f}–{v['spatial_gate_max']:.3f}, r(before, after) = "
+                    f"{v['r_before_after']:.3f}" + (f" — **{note}**" if note else ""))
+display(Markdown("CSAB's spatial gate and the correlation of the |feature| maps before and after it: "
+                 + "; ".join(csab_txt) + "."))
 fig
 
 # %% [markdown]
@@ -675,12 +780,12 @@ fig
 # (softmax over key channels), global over the image. The deepest branch's blocks, visible crop.
 
 # %%
-names = [f"dtb.branches.4.{i}.attn.attend" for i in range(len(net.encoder.dtb.branches[4]))]
-att = capture(net.encoder, vif_d, names=names)
+names = [f"dtb.branches.4.{i}.attn.attend" for i in range(len(NET.encoder.dtb.branches[4]))]
+att = capture(NET.encoder, vif_d, names=names)
 first = att[names[0]]
-print(f"{len(names)} attention maps of shape {tuple(first.shape)} (B, heads, C/h, C/h), visible crop")
+print(f"{len(names)} attention maps of shape {tuple(first.shape)} (B, heads, C/h, C/h), visible crop — {NET_SHORT}")
 fig = viz.plot_channel_attention(first, ncols=4)
-fig.suptitle(f"{B['model']} · DTB branch 5, block 1 · VI")
+fig.suptitle(f"DTB branch 5, block 1 · VI — {NET_SHORT}", fontsize="small")
 viz.save_figure(fig, out_dir, "restormer_channel_attention")
 ent = {n.split(".")[2] + "." + n.split(".")[3]: float(-(a.double() * a.double().clamp_min(1e-12).log()).sum(-1).mean())
        for n, a in att.items()}
@@ -726,8 +831,7 @@ viz.attention_explorer({n.split("branches.")[1].replace(".attn.attend", ""): a f
 
 # %%
 def _released_style(m, seed_proj, seed_noise, x_ir, x_vi):
-    m2 = create_model(B["model"]).to(dev).eval()
-    m2.load_state_dict(m.state_dict())
+    m2 = copy.deepcopy(m).eval()                                                 # the same configuration and weights
     torch.manual_seed(seed_proj)
     for mod in list(m2.features.modules()) + list(m2.csab.modules()):
         if hasattr(mod, "reset_parameters") and mod is not m2.features:
@@ -740,17 +844,21 @@ def _released_style(m, seed_proj, seed_noise, x_ir, x_vi):
 
 
 with torch.no_grad():
-    ref_out = net(irf_d, vif_d).cpu()
-    r1 = _released_style(net, 1, 11, irf_d, vif_d)
-    r2 = _released_style(net, 2, 12, irf_d, vif_d)
-    r3 = _released_style(net, 1, 13, irf_d, vif_d)                              # same random weights, new noise
+    ref_out = NET(irf_d, vif_d).cpu()
+    r1 = _released_style(NET, 1, 11, irf_d, vif_d)
+    r2 = _released_style(NET, 2, 12, irf_d, vif_d)
+    r3 = _released_style(NET, 1, 13, irf_d, vif_d)                              # same random weights, new noise
 var = {"two released-style runs (new weights + noise)": float((r1 - r2).abs().mean()),
        "same random weights, new noise": float((r1 - r3).abs().mean()),
-       "released-style vs ours (learned)": float((r1 - _norm(ref_out)).abs().mean())}
+       "released-style vs ours (learned; both min-max normalised)": float((r1 - _norm(ref_out)).abs().mean())}
 RESULTS["released_inference_variability_mean_abs"] = var
+print(f"released-style inference, 00004N crop {fc_}² — {NET_SHORT}:")
 print(pd.Series(var).round(5).to_string())
-fig = viz.show_images({"ours (trained, seeded)": ref_out, "released-style run 1": r1, "run 2": r2, "run 3 (noise only)": r3},
-                      ncols=4, panel_size=2.6)
+fig = viz.show_images({"ours (learned, seeded), min-max": _norm(ref_out), "released-style run 1": r1, "run 2": r2,
+                       "run 3 (noise only)": r3}, ncols=4, panel_size=2.6)
+fig.suptitle(f"every panel min-max normalised, as the released inference does — {NET_SHORT}", fontsize="small")
+viz.save_figure(fig, out_dir, "released_style_runs")
+plt.close(fig)
 fig
 
 # %% [markdown]
@@ -762,8 +870,9 @@ fig
 # gives; where the paper's convention is unknown (the cell lists which), our value is computed under
 # `"cddfuse"` and marked `*`: it is **not** on the paper's scale. The paper's rows come from
 # `paper_numbers.paper_table` (the paper's text, not typed here). The bundled sets are small subsets
-# (the cell prints which pairs and sizes), and at smoke the DMNet row is the NARROW model after a few CPU
-# steps: it measures the pipeline, not the method.
+# (the cell prints which pairs and sizes), and the DMNet rows are the network chosen after training (the cell
+# prints which: at smoke the shipped NARROW `dmnet_narrow` when `weights/` has it, else this run's few-step
+# `dmnet_tiny`): neither is the paper's full network, so they measure our pipeline, not the paper's method.
 
 # %%
 PAPER_TABLES = {"TNO": "TABLE I", "MSRS": "TABLE II", "RoadScene": "TABLE III", "LLVIP": "TABLE IV"}
@@ -787,7 +896,10 @@ def _evaluate(fz, a, b):
     return out
 sets = {"TNO": data.bundled("tno", "test"), "MSRS": msrs, "RoadScene": data.bundled("roadscene", "test"),
         "LLVIP": data.bundled("llvip", "test")}
-methods = {"average": average_fusion, "max": max_fusion, f"DMNet ({B['model']}, this run)": lambda a, b: net(a.to(dev), b.to(dev)).cpu()}
+NET_TAG = "shipped" if SHIPPED else "this run"
+NET_CONFIG = rec["config"] if SHIPPED else B["model"]
+methods = {"average": average_fusion, "max": max_fusion,
+           f"DMNet ({NET_CONFIG}, {NET_TAG})": lambda a, b: NET(a.to(dev), b.to(dev)).cpu()}
 
 
 def _centre_crop(a, b, size):
@@ -816,11 +928,11 @@ ev = pd.DataFrame(rows)
 table = ev.groupby(["set", "method"])[COLS].mean()
 size_note = "full images" if B["eval_crop"] is None else f"centre {B['eval_crop'][0]}x{B['eval_crop'][1]} crops"
 print(f"pairs per set: {ev.groupby('set')['image'].nunique().to_dict()} ({size_note}); "
-      f"DMNet = {B['model']} after {n_steps} steps; metrics in {t_eval:.1f} s")
+      f"DMNet = {NET_SHORT}; metrics in {t_eval:.1f} s")
 RESULTS["metrics_cddfuse"] = {f"{s}|{m}": {k: float(v) for k, v in row.items()} for (s, m), row in table.iterrows()}
 RESULTS["eval"] = {"pairs": ev.groupby("set")["image"].unique().apply(list).to_dict(), "size": size_note,
                    "presets": {c: PRESET_OF[c] for c in PAPER_COLS}, "unknown_convention": UNKNOWN,
-                   "seconds": t_eval}
+                   "seconds": t_eval, "network": NET_LABEL}
 # the paper's rows beside ours: its own row and the two closest relatives (CDDFuse's blocks, DANet's denoiser)
 beside = []
 for set_name, tid in PAPER_TABLES.items():
@@ -834,6 +946,7 @@ for set_name, tid in PAPER_TABLES.items():
                        **{c: float(table.loc[(set_name, m), OURS_NAME[c]]) for c in PAPER_COLS}})
 beside_df = pd.DataFrame(beside).set_index(["set", "row"]).rename(columns={c: c + " *" for c in UNKNOWN})
 RESULTS["paper_beside"] = {f"{s}|{r}": row.to_dict() for (s, r), row in beside_df.iterrows()}
+print(f"the paper's rows beside ours ({size_note}, profile {S.profile}; DMNet = {NET_SHORT}):")
 beside_df.round(3)
 
 # %%
@@ -841,7 +954,12 @@ tno_pair = sets["TNO"].by_name(sets["TNO"].names[0])
 a, b = _centre_crop(tno_pair["ir"][None], tno_pair["vi"][None], B["eval_crop"])
 with torch.no_grad():
     fz = {k: fn(a, b).clamp(0, 1) for k, fn in methods.items()}
-fig = viz.show_images({"IR": a, "VI": b, **fz}, ncols=5, panel_size=2.8)
+if SHIPPED:
+    with torch.no_grad():
+        fz[f"this run ({B['model']})"] = net(a.to(dev), b.to(dev)).cpu().clamp(0, 1)
+fig = viz.show_images({"IR": a, "VI": b, **fz}, ncols=3 if SHIPPED else 5, panel_size=2.8)
+fig.suptitle(f"TNO {sets['TNO'].names[0]} ({size_note}) — DMNet: {NET_SHORT}"
+             + (f"; this run: {RUN_LABEL}" if SHIPPED else ""), fontsize="small")
 viz.save_figure(fig, out_dir, "fused_tno")
 fig
 
@@ -1002,6 +1120,7 @@ RESULTS["efficiency"] = {"params_full": parts["total"], "gmac_128": cost["gmac"]
 # Peak memory is measured on CUDA only (`None` on a CPU).
 
 # %%
+assert round(cost["gflops"] / 1e3, 1) == 1.2, cost["gflops"]               # the "about 1.2 TFLOPs" above
 lat_model = net.to(S.device).eval()
 L = B["latency"]
 xi = torch.rand(1, 1, L, L, device=S.device)
@@ -1045,7 +1164,7 @@ print("wrote", path, f"({RESULTS['seconds']['total']:.0f} s)")
 # %% [markdown]
 # ### Questions for a reading group
 #
-# 1. At t = 5 the SNR is about 43 dB: the U-Net sees an almost clean image. What can its features
+# 1. At t = 5 the U-Net sees an almost clean image (§5 prints the SNR). What can its features
 #    hold that an ordinary encoder's cannot? Would t = 500 features be more or less useful for fusion,
 #    and how would you test it with this notebook?
 # 2. The released inference creates the 21.6 M-parameter projection and a CSAB with random weights on
@@ -1054,14 +1173,14 @@ print("wrote", path, f"({RESULTS['seconds']['total']:.0f} s)")
 # 3. The released DIB applies its invertible layers three times with shared weights and averages; the
 #    paper's text sums three states with β = 1/3. Is either block still invertible (§3.2 measures it)?
 #    What does invertibility buy an encoder whose output is only decoded?
-# 8. The ablations of §11 ran at a tiny budget. What budget would make a difference of the size the
-#    paper reports in Table V (for example AE13 vs Ours) measurable, and how many seeds would you need?
 # 4. Stage I trains the auto-encoder and the denoiser separately; stage II adds a fusion loss that also
 #    reaches the denoiser (`feature_grad=True`). What could go wrong for the denoiser's noise prediction,
 #    and what do the laziness curves of its two halves show?
-# 5. About 99 % of the FLOPs are the three denoiser passes. Could the three steps share one pass (the
-#    noise levels differ little)? What would you lose?
+# 5. Most of the FLOPs are the three denoiser passes (§12 prints their share). Could the three steps share
+#    one pass (the noise levels differ little)? What would you lose?
 # 6. The paper's Table VIII parameter count is below that of the released U-Net alone (§4). Which numbers
 #    in a paper can a reader verify without the training code, and how?
 # 7. MS-SSIM above 1 in the paper's tables: which convention makes that possible, and how should a
 #    table that mixes conventions be read?
+# 8. The ablations of §11 ran at a tiny budget. What budget would make a difference of the size the
+#    paper reports in Table V (for example AE13 vs Ours) measurable, and how many seeds would you need?
