@@ -397,6 +397,13 @@ def _stream_text(cell: Any) -> str:
     return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
 
 
+_ERROR_NOTE = ' <span class="fl-bad">✗ raised an error: open to read it</span>'
+
+
+def _has_error(cell: Any) -> bool:
+    return any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+
+
 def mark_folds(nb: Any) -> int:
     """Mark the cells a reader meets folded: ``show(...)`` listings and exercise sections.
 
@@ -427,7 +434,7 @@ def mark_folds(nb: Any) -> int:
                                  else "") if c]
             note = (" (" + ", ".join(parts) + ")") if parts else ""
             passed = (f' <span class="fl-ok">{html.escape(checks[0].split(" on inputs")[0][:90])}</span>'
-                      if checks else "")
+                      if checks else "") + (_ERROR_NOTE if any(_has_error(g) for g in group) else "")
             c.metadata["fusionlib_fold_open"] = (f'<span class="fl-kind">lab</span> {title}'
                                                  f'<span class="fl-muted">{html.escape(note)}</span>{passed}')
             cells[last].metadata["fusionlib_fold_close"] = True
@@ -442,7 +449,8 @@ def mark_folds(nb: Any) -> int:
                             for o in c.get("outputs", []))
                 size = f" · {lines} lines" if lines > 1 else ""
                 c.metadata["fusionlib_fold_open"] = (f'<span class="fl-kind">source</span> listing of {names}'
-                                                     f'<span class="fl-muted">{size}</span>')
+                                                     f'<span class="fl-muted">{size}</span>'
+                                                     + (_ERROR_NOTE if _has_error(c) else ""))
                 c.metadata["fusionlib_fold_close"] = True
                 n += 1
         i += 1
@@ -776,7 +784,7 @@ _PAGE_CSS = """
  details.fl-fold>summary:hover{background:#eef3f8} details.fl-fold[open]>summary{border-bottom:1px solid #d8dee6}
  .fl-kind{display:inline-block;font-size:11px;text-transform:uppercase;letter-spacing:.04em;background:#dfe8f2;
    color:#1f3b57;border-radius:3px;padding:0 6px;margin-right:6px}
- .fl-ok{color:#1e7b3a;margin-left:8px} .fl-fold .fl-muted{margin-left:6px;font-size:13px}
+ .fl-ok{color:#1e7b3a;margin-left:8px} .fl-bad{color:#b3261e;margin-left:8px;font-weight:600} .fl-fold .fl-muted{margin-left:6px;font-size:13px}
  math[display=block]{margin:.5em 0;overflow-x:auto;overflow-y:hidden} math{font-size:1.08em}
  .fl-tex code{color:#7a4b00;background:#fff6e5}
 </style>

@@ -276,6 +276,13 @@ def test_folds_exercises_without_a_heading_and_not_plt_show():
     closed = [i for i, c in enumerate(nb.cells) if c.metadata.get("fusionlib_fold_close")]
     assert opened == [2, 4] and closed == [3, 4]
     assert "<code>diils.level_weights</code>" in nb.cells[4].metadata["fusionlib_fold_open"]
+    # a check that raised says so on the closed fold
+    nb.cells[3].outputs = [nbformat.v4.new_output("error", ename="LabCheckError", evalue="no", traceback=[])]
+    for c in nb.cells:
+        c.metadata.pop("fusionlib_fold_open", None)
+    site.mark_folds(nb)
+    assert "raised an error" in nb.cells[2].metadata["fusionlib_fold_open"]
+    assert "raised an error" not in nb.cells[4].metadata["fusionlib_fold_open"]
 
 
 def test_notebook_methods_match_the_registry():
