@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from fusionlib import data, metrics, paper_numbers, profiling, spectral, viz, weights
 from fusionlib.atomic import atomic_save
@@ -906,6 +906,7 @@ fig
 fig = viz.plot_radial_psd({k: tuple(x[1:] for x in spectral.radial_psd(v[0, 0].double()))  # bin 0: the removed mean
                            for k, v in imgs.items()},
                           title=f"radial PSD, 00055D crop {pc}×{pc}\nRPFNet = {NET_SHORT}")
+fig.axes[0].xaxis.set_minor_formatter(NullFormatter())                  # a narrow log range: no crowded labels
 viz.save_figure(fig, out_dir, "psd_radial")
 plt.close(fig)
 psd_rows = {k: {m_: _num(v_) for m_, v_ in metrics.evaluate(v, a_p, b_p, "cddfuse",

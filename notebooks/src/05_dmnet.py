@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from IPython.display import Markdown, display
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from fusionlib import data, metrics, paper_numbers, profiling, spectral, viz, weights
 from fusionlib.atomic import atomic_save
@@ -702,6 +702,7 @@ for j, key in enumerate(("x_t", "a_t", "finest")):
         ratio = spec[(key, t)][1][keep] / p0[keep]
         axes[1, j].plot(fr0[keep].numpy(), ratio.numpy(), label=f"t={t}")
     axes[1, j].set_xscale("log")
+    axes[1, j].xaxis.set_minor_formatter(NullFormatter())                  # a narrow log range: no crowded labels
     axes[1, j].set_yscale("log")
     axes[1, j].axhline(1.0, color="0.6", lw=0.8)
     axes[1, j].set_xlabel("frequency (cycles/pixel), zero frequency left out")
@@ -959,7 +960,7 @@ if SHIPPED:
         fz[f"this run ({B['model']})"] = net(a.to(dev), b.to(dev)).cpu().clamp(0, 1)
 fig = viz.show_images({"IR": a, "VI": b, **fz}, ncols=3 if SHIPPED else 5, panel_size=2.8)
 fig.suptitle(f"TNO {sets['TNO'].names[0]} ({size_note}) — DMNet: {NET_SHORT}"
-             + (f"; this run: {RUN_LABEL}" if SHIPPED else ""), fontsize="small")
+             + (f"; this run: {B['model']}, {S.profile}, {n_steps} steps" if SHIPPED else ""), fontsize="small")
 viz.save_figure(fig, out_dir, "fused_tno")
 fig
 
