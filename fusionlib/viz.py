@@ -773,7 +773,8 @@ def plot_radial_psd(
             ft, pt = radial_psd(torch.from_numpy(np.ascontiguousarray(g, dtype=np.float64)))
             f, p = ft.numpy(), pt.numpy()
         if loglog:
-            keep = (f > 0) & (p > 0)
+            # f = 0, and a first bin whose power is numerically zero (a removed mean, plotted at f = 0.5/N)
+            keep = (f > 0) & (p > (p.max() * 1e-12 if p.size else 0))
             f, p = f[keep], p[keep]
             shown.append(p)
         ax.plot(f, p, label=str(name))

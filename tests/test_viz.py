@@ -319,3 +319,15 @@ def test_save_figure_writes_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="plain file name"):
         viz.save_figure(fig, tmp_path, "a/b")
+
+
+def test_radial_psd_leaves_out_a_numerically_zero_first_bin():
+    """A removed mean leaves a first bin of ~1e-33 at f = 0.5/N: it is not plotted and cannot set the axis."""
+    import numpy as np
+
+    from fusionlib.viz import plot_radial_psd
+
+    f, p = np.array([0.01, 0.02, 0.04, 0.1]), np.array([1e-33, 1.0, 0.1, 0.01])
+    ax = plot_radial_psd({"a": (f, p)}).axes[0]
+    assert list(ax.lines[0].get_xdata()) == [0.02, 0.04, 0.1]
+    assert ax.get_ylim()[0] > 1e-3
