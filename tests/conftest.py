@@ -132,10 +132,11 @@ _WANTED: list[Path] = []
 _SMOKE: list[SmokeRuns] = []
 
 
-def pytest_collection_modifyitems(config, items):
-    """Note, in test order, the notebooks (param ``nb``) that tests using ``smoke_run`` will ask for."""
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note, in test order, the notebooks (param ``nb``) that the selected tests using ``smoke_run`` will ask
+    for (after ``-k``/``-m`` deselection: a notebook no selected test needs is not run)."""
     _WANTED.clear()
-    for item in items:
+    for item in session.items:
         nb = getattr(getattr(item, "callspec", None), "params", {}).get("nb")
         if nb is not None and "smoke_run" in getattr(item, "fixturenames", ()):
             if Path(nb).resolve() not in _WANTED:
