@@ -15,6 +15,7 @@ place that shows it says so (:func:`shipped_label`). The full-size path is uncha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -270,18 +271,48 @@ def publish(method: str, *, runs: str | Path = "runs", weights_dir: str | Path =
         atomic_write(dst, lambda out: shutil.copyfileobj(f, out))
     man = load_manifest(weights_dir)
     baseline = man.get("average_fusion") or evaluate_weights("average", None, progress=progress)
+    history = src_dir / f"train_{record['profile']}" / "history.json"
+    if history.is_file():  # training time over every process of a resumed run (fit keeps an epoch's seconds)
+        epochs = json.loads(history.read_text()).get("epochs", [])
+        total = round(sum(float(e.get("seconds", 0.0)) for e in epochs), 1)
+        if total > record["wall_seconds"] + 60:
+            record["process_seconds"] = record["wall_seconds"]
+            record["resumed"] = "interrupted and resumed from its checkpoint; wall_seconds sums every process"
+        record["wall_seconds"] = max(total, record["wall_seconds"])
+    digest = sha256(dst)
+    old = man["weights"].get(method, {})
+    metrics = (old["metrics"] if old.get("sha256") == digest and old.get("metrics")
+               else evaluate_weights(method, dst, progress=progress))
     record.update({
-        "file": dst.name, "sha256": sha256(dst), "bytes": dst.stat().st_size,
+        "file": dst.name, "sha256": digest, "bytes": dst.stat().st_size,
         "notebook": f"notebooks/{get_method(method).notebook}.ipynb",
         "evaluation": f"every bundled test pair of {', '.join(EVAL_SETS)} at full resolution, preset "
                       f"{EVAL_PRESET!r}, fusionlib.weights.evaluate_weights",
-        "metrics": evaluate_weights(method, dst, progress=progress),
+        "metrics": metrics,
         "data_terms": DATA_TERMS,
     })
-    man["average_fusion"] = baseline
-    man["weights"][method] = record
-    atomic_write_text(weights_dir / MANIFEST, json.dumps(man, indent=1, sort_keys=False) + "\n")
+    with _manifest_lock(weights_dir):  # two trainings may publish at once: re-read, then write
+        man = load_manifest(weights_dir)
+        man["average_fusion"] = man.get("average_fusion") or baseline
+        man["weights"][method] = record
+        atomic_write_text(weights_dir / MANIFEST, json.dumps(man, indent=1, sort_keys=False) + "\n")
     return record
+
+
+@contextlib.contextmanager
+def _manifest_lock(weights_dir: Path):
+    """An exclusive lock on ``weights/.MANIFEST.lock`` (POSIX; elsewhere no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one writer at a time is the user's business
+        yield
+        return
+    with open(weights_dir / f".{MANIFEST}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def check_manifest(weights_dir: str | Path = WEIGHTS_DIR) -> list[str]:
