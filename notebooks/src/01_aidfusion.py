@@ -933,8 +933,8 @@ hi = {k: float(p.reshape(-1, p.shape[-1]).mean(0)[f > 0.25].sum() / p.reshape(-1
 print(f"AIDFusion: {NET_SHORT} | share of power above 0.25 cycles/pixel:", {k: round(v, 4) for k, v in hi.items()})
 RESULTS["faconv_high_freq_share"] = hi
 periodic_higher = hi["cos"] > hi["gelu"] and hi["sin"] > hi["gelu"]
-display(Markdown(f"In this network the cos and sin branches carry {hi['cos']:.1%} and {hi['sin']:.1%} of their power "
-                 f"above 0.25 cycles/pixel, the GELU branch {hi['gelu']:.1%}: "
+display(Markdown(f"In this network the cos and sin branches carry {hi['cos']:.2%} and {hi['sin']:.2%} of their power "
+                 f"above 0.25 cycles/pixel, the GELU branch {hi['gelu']:.2%}: "
                  + ("the periodic branch does move power to higher frequencies here." if periodic_higher else
                     "here the periodic branch does **not** carry more high-frequency power than the GELU branch.")))
 fig

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from IPython.display import Markdown, display
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 from tqdm.auto import tqdm
 
 from fusionlib import data, metrics, paper_numbers, profiling, spectral, viz, weights
@@ -583,7 +583,7 @@ RESULTS["laziness_per_block"] = {b: {k: float(v) for k, v in r.items()} for b, r
 rms = lazy_tab["RMS step per weight, |ΔW|/√n"]
 largest_abs = lazy_tab["absolute"].idxmax()
 display(Markdown(
-    f"In this run ({RUN_LABEL}, means over the epochs): the largest absolute change ‖ΔW‖ is in **{largest_abs}** "
+    f"In {RUN_LABEL}, means over the epochs: the largest absolute change ‖ΔW‖ is in **{largest_abs}** "
     + ("(as expected: it holds most of the weights)" if largest_abs == lazy_tab["params n"].idxmax() else
        f"(not the block with the most weights, {lazy_tab['params n'].idxmax()})")
     + f"; the largest relative change in **{lazy_tab['relative'].idxmax()}**, the smallest in "
@@ -851,7 +851,9 @@ fig
 # %%
 imgs = {"IR": a[0, 0], "VI": b[0, 0], **{k: v[0, 0] for k, v in fused.items()}}
 flat_out = [k for k, v in imgs.items() if float(v.std()) < 1e-6]
-fig = viz.plot_radial_psd(imgs, title=f"radial PSD, 00004N crop {a.shape[-2]}x{a.shape[-1]}")
+fig = viz.plot_radial_psd(imgs, title=f"radial PSD, 00004N crop {a.shape[-2]}x{a.shape[-1]} ({S.profile} profile)")
+fig.axes[0].xaxis.set_minor_formatter(NullFormatter())                  # a narrow log range: no crowded labels
+fig.axes[0].legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 if flat_out:
     print(f"no curve for {flat_out}: a constant image has no power beyond zero frequency")
 viz.save_figure(fig, out_dir, "radial_psd")
