@@ -10,11 +10,14 @@
 # the same `Fuser` this notebook uses.
 #
 # **Where the weights come from.** For each network, in this order: the authors' released weights
-# when given as a parameter (SIBA, RPFNet), the weights its paper notebook saved in
-# `runs/<notebook>/weights.pt` (what `make run` produces before this notebook), or else a training run through
-# the library *here*, with the method's own `train_<paper>` function and its recipe at this
-# profile. The table says which, per method: never compare a 4-step smoke network with a released
-# one without reading that column.
+# when given as a parameter (SIBA, RPFNet); at `smoke`, the network the suite **ships** in `weights/`
+# (trained by its notebook's own training function at the `lab` recipe on a CPU, or a *narrow*
+# configuration for LKC-FUNet and DMNet; `weights/MANIFEST.json` says how, `make weights` retrains them),
+# because a smoke run's few steps learn nothing a table could compare; at `lab`/`paper`, the weights its
+# paper notebook saved in `runs/<notebook>/weights.pt` (what `make run` produces before this notebook);
+# otherwise a training run through the library *here*, with the method's own `train_<paper>` function and
+# its recipe at this profile. The table says which, per method: never compare a shipped CPU network, a
+# 4-step smoke network and a released one without reading that column.
 
 # %% tags=["parameters"]
 profile = "auto"        # smoke | lab | paper | auto (lab on a GPU, else smoke)
@@ -42,14 +45,15 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from fusionlib import data, metrics, paper_numbers, profiling, stats, viz
+from fusionlib import data, metrics, paper_numbers, profiling, stats, viz, weights
 from fusionlib.laziness import summarise
 from fusionlib.methods import Fuser, default_weights, get_method, list_methods, load_laziness, train_method
+from fusionlib.models import create_model
 from fusionlib.nb import budget, record, setup
 
 S = setup(seed=seed, device=device, profile=profile, out_dir=out_dir)
 BUDGETS = {  # training steps when a method must be trained here; evaluation pairs per set and crop
-    "smoke": dict(train_steps=2, n_eval=1, eval_crop=(64, 96), latency_repeats=1, sizes=((256, 256), (480, 640))),
+    "smoke": dict(train_steps=2, n_eval=2, eval_crop=(128, 160), latency_repeats=1, sizes=((256, 256), (480, 640))),
     "lab": dict(train_steps=None, n_eval=None, eval_crop=None, latency_repeats=5, sizes=((256, 256), (480, 640))),
     "paper": dict(train_steps=None, n_eval=None, eval_crop=None, latency_repeats=10,
                   sizes=((256, 256), (480, 640))),
@@ -64,8 +68,8 @@ T0 = time.perf_counter()
 # %% [markdown]
 # ## 2 · Weights for every method
 #
-# Found, given, or trained here (smoke trains each network for a handful of steps on CPU: the
-# numbers below then show that the pipeline runs end to end, not how good the method is).
+# Given, shipped, found, or trained here (a network trained here at smoke gets a handful of CPU steps: its
+# numbers show that the pipeline runs end to end, not how good the method is).
 
 # %%
 fusers, origin, lazy_records, train_seconds = {}, {}, {}, {}
@@ -75,12 +79,16 @@ for name in NAMES:
         fusers[name], origin[name] = Fuser(name, device=S.device), "rule (no weights)"
         continue
     w = default_weights(name, runs_dir)
+    shipped = weights.shipped_weights(name) if S.profile == "smoke" else None
+    lazy_records[name] = load_laziness(name, runs_dir)  # the notebook's own training run, whichever weights
     if RELEASED.get(name):  # asked for explicitly: wins over this repository's runs
         w = Path(RELEASED[name])
         origin[name] = f"authors' released weights ({w.name})"
+    elif shipped is not None:  # smoke: the shipped lab-trained network, not a 4-step one
+        w = shipped
+        origin[name] = weights.shipped_label(name)
     elif w is not None:
         origin[name] = f"{m.notebook} run ({w})"
-        lazy_records[name] = load_laziness(name, runs_dir)
     else:
         t = train_method(name, S.profile, out_dir=Path(out_dir) / "trained" / name, device=S.device, seed=seed,
                          progress=False, max_steps=B["train_steps"])
@@ -90,6 +98,10 @@ for name in NAMES:
     fusers[name] = Fuser(name, w, device=S.device)
     print(f"{m.title:>14}: {origin[name]}")
 RESULTS["weights"] = origin
+WEIGHTS_SHORT = ("shipped (weights/)" if any(v.startswith("shipped") for v in origin.values())
+                 else "this run's" if S.profile != "smoke" else "smoke-trained")
+RESULTS["evaluated_configs"] = {n: type(f.model).__name__ + f" ({profiling.count_parameters(f.model):,} parameters)"
+                                for n, f in fusers.items() if f.model is not None}
 RESULTS["train_seconds"] = train_seconds
 
 # %% [markdown]
@@ -97,19 +109,19 @@ RESULTS["train_seconds"] = train_seconds
 #
 # Infrared–visible sets (MSRS, TNO, RoadScene, LLVIP, M3FD) and the medical Harvard sets (MRI with
 # CT, PET, SPECT; the second image's luminance is fused and its colour restored for display).
-# Every method sees the same pairs (smoke: the first pairs of each set, centre-cropped).
+# Every method sees the same pairs (smoke: the first pairs of each set, each cropped to the window that
+# holds the most infrared energy above the image's mean, `data.target_box`, so that a crop shows the
+# targets rather than dark foliage; the medical sets are centre-cropped: the brain fills the middle).
 
 # %%
 SETS = [n for n in data.list_bundled() if "test" in data.list_bundled()[n]["splits"]]
 
 
-def centre_crop(x, hw):
-    if hw is None:
-        return x
-    h, w = x.shape[-2:]
-    th, tw = min(hw[0], h), min(hw[1], w)
-    t, l = (h - th) // 2, (w - tw) // 2
-    return x[..., t:t + th, l:l + tw]
+def eval_box(ds_name, ir):
+    """The evaluation crop of one pair: None (full image), the target window (IVIF) or the centre (medical)."""
+    if B["eval_crop"] is None:
+        return None
+    return (data.centre_box if ds_name.startswith("harvard") else data.target_box)(ir, B["eval_crop"])
 
 
 FUSED, SOURCES = {}, {}
@@ -118,16 +130,19 @@ for ds_name in SETS:
     ds = data.bundled(ds_name, "test", limit=B["n_eval"])
     for i in range(len(ds)):
         s = ds[i]
-        ir = centre_crop(s["ir"], B["eval_crop"])[None]
-        vi = centre_crop(s["vi"], B["eval_crop"])[None]
-        cbcr = centre_crop(s["vi_cbcr"], B["eval_crop"])[None] if s.get("vi_cbcr") is not None else None
+        box = eval_box(ds_name, s["ir"])
+        ir, vi = data.crop_box(s["ir"], box)[None], data.crop_box(s["vi"], box)[None]
+        cbcr = data.crop_box(s["vi_cbcr"], box)[None] if s.get("vi_cbcr") is not None else None
         SOURCES[(ds_name, s["name"])] = (ir, vi, cbcr)
         for name, f in fusers.items():
             t = time.perf_counter()
             FUSED[(ds_name, s["name"], name)] = f(ir, vi).cpu()
             t_fuse[name] = t_fuse.get(name, 0.0) + time.perf_counter() - t
-print(f"{len(SOURCES)} pairs from {len(SETS)} sets x {len(fusers)} methods fused "
-      f"({', '.join(f'{k} {v:.1f}s' for k, v in t_fuse.items())})")
+EVAL_DESC = (f"{S.profile}: " + (f"first {B['n_eval']} pair(s) per set, {B['eval_crop'][0]}x{B['eval_crop'][1]} "
+             f"target crops" if B["eval_crop"] else "every bundled test pair, full resolution"))
+RESULTS["evaluation"] = EVAL_DESC
+print(f"{len(SOURCES)} pairs from {len(SETS)} sets x {len(fusers)} methods fused ({EVAL_DESC}; "
+      f"{', '.join(f'{k} {v:.1f}s' for k, v in t_fuse.items())})")
 
 # %% [markdown]
 # ## 4 · Metrics under both conventions
@@ -160,9 +175,23 @@ def with_paper(ds_name, preset):
     return pd.concat([ours, pd.DataFrame.from_dict(extra, orient="index")]) if extra else ours
 
 
+def arrows(df, preset):
+    """Column names with the metric's direction: ↑ higher is better, ↓ lower is better."""
+    p = metrics.get_preset(preset)
+    return df.rename(columns={c: f"{c} {'↑' if metrics.higher_is_better(c, p) else '↓'}" for c in df.columns
+                              if p.resolve(c) in p.metrics})
+
+
+def metric_notes(preset):
+    """What each metric of a preset is, on which scale (the preset's own words)."""
+    p = metrics.get_preset(preset)
+    return pd.DataFrame([{"metric": n, "better": "higher" if m.higher_is_better else "lower", "definition": m.doc}
+                         for n, m in p.metrics.items() if m.default]).set_index("metric")
+
+
 for ds_name in SETS:
-    print(f"\n== {ds_name} (tang) ==")
-    print(with_paper(ds_name, "tang").round(3).to_string(na_rep="–"))
+    print(f"\n== {ds_name} · tang · {EVAL_DESC} ==")
+    print(arrows(with_paper(ds_name, "tang"), "tang").round(3).to_string(na_rep="–"))
 # A metric can be undefined for an image: CC of a constant fused image (a barely trained network can
 # output one), PSNR of an identical one. Those cells are NaN/inf here and None in results.json.
 undefined = sorted({f"{m} ({c})" for (d, p), t in TABLES.items() for m, row in t.iterrows() for c, v in row.items()
@@ -208,8 +237,22 @@ RESULTS["conventions"] = {f"{p}/{m}": {"preset": rec["preset"] or "none", "statu
                           for p in paper_numbers.PAPERS for m, rec in paper_numbers.conventions(p).items()}
 RESULTS["paper_reported"] = paper_numbers.results_block()
 
+# %% [markdown]
+# **Units and directions.** The same name can mean a different quantity under another preset: `tang`'s MSE
+# is on [0, 1] data and its PSNR is `20 log10(255 / sqrt(MSE))` (48.13 dB above the usual value), while
+# `cddfuse`'s MSE is on 0–255 and its PSNR takes the fused image's own maximum as peak (so a black output
+# gives −inf dB); `cddfuse` sums SSIM-like metrics over the two sources (values up to 2). `Nabf_argfix` is
+# the artefact measure with the toolbox's argument-order slip fixed (ours). The definitions, per preset:
+
 # %%
-pd.concat({ds: with_paper(ds, "cddfuse") for ds in SETS}, names=["set"]).round(3)
+with pd.option_context("display.max_colwidth", 120):
+    display(pd.concat({p: metric_notes(p) for p in ("tang", "cddfuse")}, names=["preset"]))
+
+# %%
+with pd.option_context("display.max_rows", 200, "display.max_columns", 40, "display.width", 250):
+    CDD = pd.concat({ds: with_paper(ds, "cddfuse") for ds in SETS}, names=["set"]).dropna(axis=1, how="all")
+    print(f"cddfuse preset · {EVAL_DESC}")
+    display(arrows(CDD, "cddfuse").round(3))
 
 # %% [markdown]
 # Under the `lkc` preset (LKC-FUNet's released evaluator: the CDDFuse one with SSIM's data range 255), where
@@ -217,7 +260,10 @@ pd.concat({ds: with_paper(ds, "cddfuse") for ds in SETS}, names=["set"]).round(3
 # paper value.
 
 # %%
-pd.concat({ds: with_paper(ds, "lkc")[["SD", "AG", "SF", "SCD", "VIF", "SSIM"]] for ds in SETS}, names=["set"]).round(3)
+with pd.option_context("display.max_rows", 200):
+    print(f"lkc preset · {EVAL_DESC}")
+    display(arrows(pd.concat({ds: with_paper(ds, "lkc")[["SD", "AG", "SF", "SCD", "VIF", "SSIM"]] for ds in SETS},
+                             names=["set"]), "lkc").round(3))
 
 # %% [markdown]
 # ## 5 · Per-image significance
@@ -243,14 +289,19 @@ for a in titles:
         wins.loc[a, b] = int((cmp.better == "method").sum() - (cmp.better == "baseline").sum())
 fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(titles), 0.8 + 0.6 * len(titles)))
 sns.heatmap(wins, annot=True, fmt="d", cmap="RdBu", center=0, ax=ax, cbar_kws={"label": "metrics won − lost"})
-ax.set_title(f"row vs column: significant wins − losses over {len(metric_cols)} metrics ({len(per_method[titles[0]])} images)")
+ax.set_title(f"row vs column: significant wins − losses over {len(metric_cols)} metrics "
+             f"({len(per_method[titles[0]])} images; {EVAL_DESC})", fontsize=9)
 viz.save_figure(fig, out_dir, "significance")
+plt.close(fig)  # shown once, by the cell's value
 RESULTS["significance_wins_minus_losses"] = wins.to_dict(orient="index")
 fig
 
 # %% [markdown]
 # ## 6 · Cost
 #
+# Each row is the network evaluated above (its `weights` column says which); where that is a narrow shipped
+# configuration, a second row counts the paper's full configuration on the meta device (parameters and
+# FLOPs, no latency: it is not run here).
 # Parameters; FLOPs of one forward at 256×256 and 480×640 counted on the meta device (GMAC = fused
 # multiply-adds; GFLOPs = 2 × GMAC, the convention most papers' "FLOPs" use — see the reference
 # notes §7); latency at 256×256 on this run's device; peak memory on CUDA only.
@@ -290,6 +341,23 @@ for name, f in fusers.items():
         f(x, x)
         row["peak_MiB@256"] = torch.cuda.max_memory_allocated() / 2**20
     cost_rows.append(row)
+for name, f in fusers.items():  # a narrow shipped network stands in for a full one: count the full one too
+    m = get_method(name)
+    if f.model is None or m.model is None:
+        continue
+    with torch.device("meta"):
+        full = create_model(m.model)
+    if profiling.count_parameters(full) == profiling.count_parameters(f.model):
+        continue
+    row = {"method": f"{m.title} (full {m.model}: not run here)", "weights": "none (counted on meta)",
+           "params": profiling.count_parameters(full)}
+    for h, w in B["sizes"]:
+        try:
+            fl = profiling.count_flops(full, torch.Size((1, 1, h, w)), torch.Size((1, 1, h, w)), meta=True)
+            row[f"GMAC@{h}x{w}"], row[f"GFLOPs@{h}x{w}"] = fl["gmac"], fl["gflops"]
+        except Exception as e:  # reads values: not countable without running the 41 M / 413 M network
+            print(f"{row['method']}: FLOPs not countable on meta ({type(e).__name__}); parameters only")
+    cost_rows.append(row)
 COST = pd.DataFrame(cost_rows).set_index("method")
 print(f"latency: median of {B['latency_repeats']} run(s) after one warm-up, on {S.device}"
       + ("" if S.device.type == "cuda" else "; peak memory is measured on CUDA only"))
@@ -299,19 +367,22 @@ COST.round(3)
 # %% [markdown]
 # ## 7 · Qualitative grid
 #
-# One infrared–visible pair and one medical pair, every method, with the same zoomed crop.
+# One infrared–visible pair and one medical pair, every method, with the same zoomed crop. At smoke the
+# networks are the shipped ones (section 2 says which file each row comes from).
 
 # %%
 def qualitative(ds_name):
     key = next(k for k in SOURCES if k[0] == ds_name)
     ir, vi, cbcr = SOURCES[key]
     h, w = ir.shape[-2:]
-    box = (w // 3, h // 3, max(8, w // 4), max(8, h // 4))
+    t, l, bh, bw = data.target_box(ir, (max(8, h // 3), max(8, w // 3)), stride=4)
+    box = (l, t, bw, bh)  # the zoom inset: where the first image is brightest
     imgs = {"A (IR / MRI)": ir[0], "B (VI / functional)": data.merge_luma(vi[0], cbcr[0]) if cbcr is not None else vi[0]}
     for name in fusers:
         f = FUSED[(ds_name, key[1], name)][0]
         imgs[get_method(name).title] = data.merge_luma(f, cbcr[0]) if cbcr is not None else f
-    return viz.show_images(imgs, ncols=min(5, len(imgs)), zoom=box, title=f"{ds_name} · {key[1]}")
+    return viz.show_images(imgs, ncols=min(5, len(imgs)), zoom=box,
+                           title=f"{ds_name} · {key[1]} · {EVAL_DESC} · networks: {WEIGHTS_SHORT}")
 
 
 fig = qualitative("msrs")
@@ -329,6 +400,9 @@ fig
 # The relative weight change per epoch, ‖ΔW‖_F / ‖W‖_F, of each functional block, divided by that
 # block's largest value so that every method fits one scale (1 = the block's most active epoch).
 # Then the summary: the fraction of epochs in which each block's relative update stayed above 1e-3.
+# The curves come from each paper notebook's own training run (`runs/<notebook>/laziness.json`), at this
+# run's profile, not from the shipped networks. DMNet's CSAB and projection blocks sit at 0 during stage I:
+# they are not used until stage II (05_dmnet explains).
 
 # %%
 norm_records = []
@@ -344,16 +418,19 @@ for name, recs in lazy_records.items():
 LZ = pd.DataFrame(norm_records)
 if len(LZ):
     meths = list(dict.fromkeys(LZ.method))
-    fig, axes = plt.subplots(1, len(meths), figsize=(3.2 * len(meths), 2.8), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(meths), figsize=(3.4 * len(meths), 3.6), squeeze=False, sharey=True)
     for ax, mth in zip(axes[0], meths):
         for blk, d in LZ[LZ.method == mth].groupby("block", sort=False):
             ax.plot(d.epoch, d.normalised, marker="o", ms=3, label=blk)
-        ax.set_title(mth)
+        ax.set_title(mth, fontsize=9)
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=6)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     axes[0][0].set_ylabel("relative ‖ΔW‖ / block max")
+    fig.suptitle("laziness of each notebook's own training run (this run's profile)", fontsize=10)
     fig.tight_layout()
     viz.save_figure(fig, out_dir, "laziness_all")
+    plt.close(fig)  # shown once, by the cell's value
 else:
     fig = None
     print("no laziness records (no method was trained here and no notebook saved laziness.json)")
