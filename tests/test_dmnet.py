@@ -233,7 +233,8 @@ def test_recipes_and_stage_split(dm):
     paper = dm.DMNET_RECIPES["paper"]
     assert (paper.stage1_epochs, paper.stage2_epochs, paper.lr, paper.crop_size) == (15, 30, 1e-4, 128)
     assert paper.optimizer == "adam" and paper.datasets == ("msrs/train",)
-    assert set(dm.DMNET_RECIPES) == {"paper", "lab", "smoke"}
+    assert set(dm.DMNET_RECIPES) == {"paper", "lab", "smoke", "cpu"}
+    assert dm.DMNET_RECIPES["cpu"].model == "dmnet_narrow"  # the shipped weights/dmnet.pt
     assert dm.stage_epochs(paper, (0, 3)) == (0, 3) and dm.stage_epochs(paper, 3) == (1, 2)
     with pytest.raises(ValueError, match="must equal"):
         dm.DMNetRecipe(epochs=4, stage1_epochs=1, stage2_epochs=2)
