@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["ShippedSpec", "SHIPPED", "WEIGHTS_DIR", "MANIFEST", "sha256", "load_manifest", "shipped_weights",
-           "shipped_record", "shipped_label", "resolve_weights", "shipped_model", "network_for", "train_shipped", "evaluate_weights", "publish",
+           "shipped_record", "shipped_label", "describe_record", "resolve_weights", "shipped_model", "network_for", "train_shipped", "evaluate_weights", "publish",
            "check_manifest", "main"]
 
 #: The repository's ``weights/`` folder (beside ``fusionlib/``).
@@ -116,6 +116,14 @@ def shipped_label(method: str, weights_dir: str | Path = WEIGHTS_DIR) -> str:
     narrow = f", {rec['config']} ({rec['parameters']:,} parameters; {rec['narrow']})" if rec.get("narrow") else ""
     return (f"shipped weights/{rec['file']} ({rec['profile']} recipe, {rec['steps']} steps on {rec['device']}"
             f"{narrow})")
+
+
+def describe_record(rec: dict[str, Any]) -> str:
+    """One line on how a shipped network was trained (a manifest record), for a notebook to print."""
+    narrow = f"{rec['config']}, {rec['parameters']:,} parameters; " if rec.get("narrow") else ""
+    return (f"weights/{rec['file']}: {narrow}{rec['steps']} steps of the {rec['profile']!r} recipe, trained on "
+            f"{rec['device']} in {rec['wall_seconds'] / 60:.1f} min, started {rec['started']}, commit "
+            f"{rec['commit'][:12]}, seed {rec['seed']}, sha256 {rec['sha256'][:12]}...")
 
 
 def resolve_weights(method: str, runs: str | Path = "runs", weights_dir: str | Path = WEIGHTS_DIR

@@ -315,9 +315,7 @@ SHIPPED = NET is not net
 if SHIPPED:
     rec = weights.shipped_record("tinyfuse", WEIGHTS_DIR)
     NET_SHORT = f"shipped, {rec['profile']} recipe, {rec['steps']} steps"
-    print(f"weights/{rec['file']}: {rec['steps']} steps of the {rec['profile']!r} recipe, trained on {rec['device']} "
-          f"in {rec['wall_seconds'] / 60:.1f} min, started {rec['started']}, commit {rec['commit'][:12]}, "
-          f"seed {rec['seed']}, sha256 {rec['sha256'][:12]}...")
+    print(weights.describe_record(rec))
 else:
     NET_SHORT = RUN_LABEL
 NET = NET.eval()

@@ -637,9 +637,7 @@ if SHIPPED:
     rec = weights.shipped_record("dmnet", WEIGHTS_DIR)
     NET_SHORT = (f"shipped {rec['config']} (NARROW, {rec['parameters'] / 1e6:.1f} M parameters), {rec['profile']} "
                  f"recipe, {rec['steps']} steps")
-    print(f"weights/{rec['file']}: {rec['config']}, {rec['parameters']:,} parameters; {rec['steps']} steps of the "
-          f"{rec['profile']!r} recipe, trained on {rec['device']} in {rec['wall_seconds'] / 60:.1f} min, started "
-          f"{rec['started']}, commit {rec['commit'][:12]}, seed {rec['seed']}, sha256 {rec['sha256'][:12]}...")
+    print(weights.describe_record(rec))
     display(Markdown(f"This run trained {B['model']} for {n_steps} steps; the shipped {rec['config']} "
                      f"{rec['steps']:,} steps, {rec['steps'] / max(n_steps, 1):.3g}× as many, with "
                      f"{rec['parameters'] / max(profiling.count_parameters(net), 1):.1f}× the parameters of this run's "
