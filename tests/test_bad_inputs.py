@@ -265,10 +265,10 @@ def test_runner_reports_the_real_error_and_sets_old_results_aside(tmp_path, caps
     assert (stale / ".previous" / "weights.pt").read_bytes() == b"old weights", "the old run is kept aside"
     assert (stale / "train_smoke" / "last.pt").is_file(), "checkpoints stay for a resume"
     assert default_weights("siba", runs) is None
-    # fuse says why it does not take that run's weights
+    # fuse says why it does not take that run's weights; with no shipped file either, it stops
     ir, vi = _pairs(tmp_path, n=1)
     assert fuse_main(["--method", "siba", "--runs", str(runs), "--ir", str(ir), "--vi", str(vi),
-                      "--out", str(tmp_path / "o"), "--quiet"]) == 2
+                      "--out", str(tmp_path / "o"), "--quiet", "--shipped", str(tmp_path / "no_weights")]) == 2
     cap = capsys.readouterr()
     assert "last 02_siba run failed" in cap.out and "needs trained weights" in cap.err
 
