@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -63,12 +62,11 @@ DATA_TERMS = ("trained only on the bundled training pairs (data/msrs_mini/train,
 
 
 def sha256(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex sha256 of a file (``fusionlib.data.checks.sha256_file``, imported here so that the site build, which
+    reads the manifest, does not import torch)."""
+    from fusionlib.data.checks import sha256_file
+
+    return sha256_file(path)
 
 
 def _git_commit() -> str:
