@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import io
 import re
+import textwrap
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -23,7 +25,20 @@ import pytest
 import torch
 from torch import nn
 
-from fusionlib.labs import LabCheckError, check_exercise, find_exercises, make_student_notebook
+import fusionlib.labs.check as labcheck
+from fusionlib.labs import (
+    LabCheckError,
+    check_exercise,
+    encode_cell,
+    exercise_source,
+    find_exercises,
+    make_student_notebook,
+    parse_exercise_line,
+    reveal,
+    set_student_mode,
+    swap_modules,
+    whose,
+)
 from fusionlib.runner import check_results, find_notebooks, run_notebook
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -108,17 +123,199 @@ def test_check_reports_renamed_layers():
         check_exercise(Renamed, Scale, init=dict(channels=4), inputs=_inputs)
 
 
+# --- student mode: a failed check explains, falls back and the notebook goes on --------------------------
+@pytest.fixture
+def student_mode():
+    """Student mode for one test, and the check registry as it was afterwards."""
+    registries = (labcheck._PASSED, labcheck._FELL_BACK, labcheck._REFERENCES)
+    saved = (labcheck._STUDENT_MODE, [set(r) for r in registries])
+    set_student_mode(True)
+    yield
+    labcheck._STUDENT_MODE = saved[0]
+    for r, old in zip(registries, saved[1]):
+        r.clear()
+        r.update(old)
+
+
+class MyScale(Scale):  # a student's wrong module: one channel off by one
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.cat([y[:, :3], y[:, 3:] + 1], 1)
+
+
+def test_failed_check_in_student_mode_explains_and_returns_the_reference(student_mode):
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        used = check_exercise(MyScale, Scale, init=dict(channels=4), inputs=_inputs, hint="one 1x1 conv")
+    out = buf.getvalue()
+    assert used is Scale
+    assert "Only channels [3] of 4 differ" in out and "Hint: one 1x1 conv" in out, out
+    assert "continuing with the reference Scale" in out, out
+    assert whose(used, "scale") == "reference scale (your check failed)"
+    # a second check of the same exercise (e.g. another method) is skipped, not passed
+    with redirect_stdout(io.StringIO()) as buf2:
+        assert check_exercise(used, Scale, init=dict(channels=4), inputs=_inputs) is Scale
+    assert "skipped" in buf2.getvalue() and whose(used, "scale") == "reference scale (your check failed)"
+    # the fixed module passes and is returned; the label follows
+    with redirect_stdout(io.StringIO()):
+        assert check_exercise(type("MyScale", (Scale,), {}), Scale, init=dict(channels=4), inputs=_inputs) is not Scale
+    assert whose(Scale, "scale") == "reference scale"
+
+
+def test_failed_check_outside_student_mode_raises():
+    assert not labcheck.student_mode()
+    with pytest.raises(LabCheckError, match=r"Only channels \[3\]"):
+        check_exercise(MyScale, Scale, init=dict(channels=4), inputs=_inputs)
+    with redirect_stdout(io.StringIO()):
+        assert check_exercise(Scale, Scale, init=dict(channels=4), inputs=_inputs) is Scale
+
+
+def test_whose_names_the_students_module():
+    assert whose(MyScale) == "your Scale" and whose(MyScale, "gate") == "your gate"
+    from fusionlib.models.dmnet import AffineCoupling
+
+    assert whose(AffineCoupling) == "reference AffineCoupling"
+
+
+def test_swap_modules_runs_the_students_code_with_the_models_weights():
+    torch.manual_seed(0)
+    model = nn.Sequential(Scale(4), nn.ReLU(), Scale(4))
+    x = _inputs(torch.Generator().manual_seed(1))[0]
+    swapped = swap_modules(model, Scale, MyScale)
+    assert swapped is not model and type(model[0]) is Scale and type(swapped[2]) is MyScale
+    assert torch.equal(swapped[0].conv.weight, model[0].conv.weight)
+    with torch.no_grad():
+        want = model[2](torch.relu(model[0](x)))
+        want = torch.cat([want[:, :3], want[:, 3:] + 1], 1)
+        y = torch.relu(swapped[0](x))
+        torch.testing.assert_close(swapped[2](y), want)
+    assert swap_modules(model, Scale, Scale) is model
+    with pytest.raises(ValueError, match="has no Scale submodule"):
+        swap_modules(nn.Sequential(nn.ReLU()), Scale, MyScale)
+
+
+def test_check_of_another_method():
+    class Inv(Scale):
+        def inverse(self, y):
+            return y - self.conv.bias[None, :, None, None]
+
+    class MyInv(Inv):
+        def inverse(self, y):
+            return y + self.conv.bias[None, :, None, None]
+
+    with pytest.raises(LabCheckError, match=r"MyInv.inverse does not match Inv.inverse"):
+        check_exercise(MyInv, Inv, init=dict(channels=4), inputs=_inputs, method="inverse")
+
+
+def test_reveal_runs_the_cell_and_prints_its_code_only_after_the_check_passed(student_mode):
+    src = "walked = secret_value * 2\nwalked + 1"
+    ns = {"secret_value": 20}
+    with redirect_stdout(io.StringIO()) as buf:
+        assert reveal("MyScale", encode_cell(src), ns) == 41
+    assert ns["walked"] == 40 and "secret_value" not in buf.getvalue() and "once your check" in buf.getvalue()
+    with redirect_stdout(io.StringIO()):
+        check_exercise(MyScale, MyScale, init=dict(channels=4), inputs=_inputs)
+    with redirect_stdout(io.StringIO()) as buf:
+        assert reveal("MyScale", encode_cell(src), ns) == 41
+    assert "walked = secret_value * 2" in buf.getvalue()
+    assert "secret_value" not in encode_cell(src)
+
+
+def test_several_methods_are_stubbed():
+    ex = parse_exercise_line("from fusionlib.models.dmnet import AffineCoupling as MyAffineCoupling  # exercise: forward, inverse")
+    assert ex.methods == ("forward", "inverse")
+    src = exercise_source(ex)
+    assert 'raise NotImplementedError("write MyAffineCoupling.forward")' in src
+    assert 'raise NotImplementedError("write MyAffineCoupling.inverse")' in src
+    assert "torch.exp(self.rho(z2))" not in src and "torch.linalg.inv" not in src
+    assert "self.phi = " in src or "self.phi" in src  # __init__ stays
+    ns: dict = {}
+    exec(compile(src, "<stub>", "exec"), ns)
+    with pytest.raises(NotImplementedError):
+        ns["MyAffineCoupling"](8).inverse(torch.zeros(1, 8, 2, 2))
+
+
 # --- the notebooks' exercises ----------------------------------------------------------------------------
+def _tags(c) -> list[str]:
+    return c.get("metadata", {}).get("tags", [])
+
+
 @pytest.mark.parametrize("nb", PAPER_NOTEBOOKS, ids=[p.stem for p in PAPER_NOTEBOOKS])
-def test_paper_notebook_has_three_exercises_each_with_a_check(nb: Path):
+def test_paper_notebook_has_one_to_three_exercises_each_checked_and_used_later(nb: Path):
+    """Each exercise: a check that binds what it returns, and a later cell that uses it and titles it."""
     book = nbformat.read(nb, as_version=4)
     exercises = find_exercises(book)
-    assert len(exercises) >= 3, f"{nb.name}: {len(exercises)} exercises, need at least 3"
+    assert 1 <= len(exercises) <= 3, f"{nb.name}: {len(exercises)} exercises, want 1 to 3"
     for ex in exercises:
         later = book.cells[ex.cell_index + 1:]
-        checks = [c for c in later if "check" in c.get("metadata", {}).get("tags", [])
-                  and ex.alias in "".join(c.source)]
+        checks = [i for i, c in enumerate(later) if "check" in _tags(c) and ex.alias in "".join(c.source)]
         assert checks, f"{nb.name}: exercise {ex.alias} has no cell tagged 'check' that uses it"
+        check_src = "".join(later[checks[0]].source)
+        assert re.search(rf"^{ex.alias}\s*=\s*check_exercise\(", check_src, re.M), (
+            f"{nb.name}: the check of {ex.alias} must bind what check_exercise returns (`{ex.alias} = check_exercise(...)`)")
+        users = [c for c in later[checks[0] + 1:] if c.cell_type == "code" and "check" not in _tags(c)
+                 and re.search(rf"\b{ex.alias}\b", "".join(c.source)) and "whose(" in "".join(c.source)]
+        assert users, f"{nb.name}: no cell after the check uses {ex.alias} in a figure titled with whose(...)"
+
+
+def _key_lines(ex) -> list[str]:
+    """The code the student writes, normalised (no ``self.``/``return``/spaces), lines of 16+ characters."""
+    obj = getattr(importlib.import_module(ex.module), ex.name)
+    tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    node = tree.body[0]
+    if isinstance(node, ast.ClassDef):
+        wanted = ex.methods or ("forward",)
+        fns = [b for b in node.body if isinstance(b, ast.FunctionDef) and b.name in wanted]
+    else:
+        fns = [node]
+    out = []
+    for fn in fns:
+        body = fn.body[1:] if isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant) else fn.body
+        for stmt in body:
+            for line in ast.unparse(stmt).splitlines():
+                key = _normalise(line)
+                if len(key) >= 16:
+                    out.append(key)
+    return out
+
+
+def _normalise(text: str) -> str:
+    text = re.sub(r"#.*", "", text)
+    return re.sub(r"\s+|self\.|\breturn\b|`", "", text)
+
+
+@pytest.mark.parametrize("nb", WITH_EXERCISES, ids=[p.stem for p in WITH_EXERCISES])
+def test_student_notebook_shows_no_answer_before_its_check(nb: Path):
+    """No line of a stubbed body (spaces, ``self.`` and ``return`` aside) is in a cell, or its stored output,
+    before the exercise's check: not in prose, hints, walks or ``show`` listings."""
+    ref = nbformat.read(nb, as_version=4)
+    cells = make_student_notebook(ref).cells
+    for ex in find_exercises(ref):
+        check_at = next(i for i, c in enumerate(cells) if "check" in _tags(c) and ex.alias in "".join(c.source))
+        keys = _key_lines(ex)
+        assert keys, f"{nb.name}: {ex.alias} leaves nothing to write"
+        for i, c in enumerate(cells[:check_at]):
+            text = "".join(c.source) + "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else ""
+                                               for o in c.get("outputs", []))
+            flat = _normalise(text)
+            for k in keys:
+                assert k not in flat, f"{nb.name}: cell {i} of the student notebook shows `{k}` of {ex.alias} before its check"
+
+
+@pytest.mark.parametrize("nb", WITH_EXERCISES, ids=[p.stem for p in WITH_EXERCISES])
+def test_reveal_cells_hide_their_code_in_the_student_version(nb: Path):
+    """A ``reveals:<alias>`` code cell becomes a ``reveal`` call that holds its code compressed."""
+    ref = nbformat.read(nb, as_version=4)
+    student = make_student_notebook(ref)
+    tagged = [c for c in ref.cells if any(t.startswith("reveals:") for t in _tags(c))]
+    hidden = [c for c in student.cells if any(t.startswith("reveals:") for t in _tags(c))]
+    assert len(tagged) == len(hidden)
+    for r, s_ in zip(tagged, hidden):
+        if r.cell_type == "code":
+            assert "reveal(" in s_.source and encode_cell(r.source) in s_.source
+            assert not any(len(ln.strip()) > 20 and ln.strip() in s_.source for ln in r.source.splitlines())
+        else:
+            assert "instructor notebook" in s_.source
 
 
 def _exercise_pairs(book: nbformat.NotebookNode):
@@ -235,6 +432,7 @@ def test_solution_notebook_is_the_reference_but_for_its_exercise_cells(nb: Path)
     finally:
         fusionlib.nb.HIDDEN_SOURCES.clear()
         fusionlib.nb.HIDDEN_SOURCES.update(before)
+        set_student_mode(False)
 
 
 @pytest.mark.release

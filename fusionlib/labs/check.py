@@ -1,15 +1,28 @@
 """Checks for lab exercises: compare a student's module with the fusionlib reference, in words.
 
-``check_exercise(MyFDFM, FDFM, init=..., inputs=...)`` builds both under the same seed, gives the
-student's module the reference's weights, runs both on the same inputs and either prints one line
-saying they agree or raises ``LabCheckError`` with a message a student can act on: which output,
-which shape, which channels or pixels differ and by how much, and a hint from the equation.
+``MyFDFM = check_exercise(MyFDFM, FDFM, init=..., inputs=...)`` builds both under the same seed, gives
+the student's module the reference's weights, runs both on the same inputs and either prints one line
+saying they agree (and returns the student's module) or explains, in words a student can act on, how they
+differ: which output, which shape, which channels or pixels and by how much, and a hint from the equation.
+
+What a failure does depends on the notebook. In an instructor notebook (the default) it raises
+``LabCheckError``, so a broken reference fails the test suite. In a student notebook (its generated
+``student-setup`` cell calls ``set_student_mode(True)``) it prints the explanation and the line
+"continuing with the reference <X>" and returns the reference, so Run All reaches the end of the
+notebook; the cells after the check use whatever it returned, and ``whose`` titles their figures
+"your X" or "reference X (your check failed)". ``swap_modules`` puts a student's class into a built
+network (same weights), and ``reveal`` runs a cell that would show the answer, printing it only once
+the exercise's check has passed.
 """
 
 from __future__ import annotations
 
+import ast
+import base64
+import copy
 import inspect
 import sys
+import zlib
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -17,11 +30,99 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["LabCheckError", "check_exercise", "describe_difference"]
+__all__ = ["LabCheckError", "check_exercise", "describe_difference", "set_student_mode", "student_mode", "whose",
+           "swap_modules", "encode_cell", "reveal"]
 
 
 class LabCheckError(AssertionError):
     """A student's exercise does not match the reference; the message says how."""
+
+
+_STUDENT_MODE = False
+_PASSED: set[str] = set()      # names of the student objects whose last check passed
+_FELL_BACK: set[str] = set()   # names of the references returned in place of a failed student object
+_REFERENCES: set[str] = set()  # names of every reference a check compared with
+
+
+def set_student_mode(on: bool = True) -> None:
+    """Make a failed check print and fall back to the reference (student notebooks) instead of raising."""
+    global _STUDENT_MODE
+    _STUDENT_MODE = bool(on)
+
+
+def student_mode() -> bool:
+    """True in a student notebook (after its ``student-setup`` cell), False in an instructor notebook."""
+    return _STUDENT_MODE
+
+
+def whose(obj: Any, what: str | None = None) -> str:
+    """A figure title for what a check returned: "your X", "reference X (your check failed)" or "reference X".
+
+    ``what`` defaults to the object's name without a leading ``My``/``my_``. An object defined outside
+    fusionlib is the student's; a fusionlib object (or one a check used as its reference) is the reference,
+    marked when it replaced a failed check.
+
+    Examples:
+        >>> whose(describe_difference, "gate")
+        'reference gate'
+    """
+    name = _name(obj)
+    what = what or (name[2:] if name.startswith("My") else name[3:] if name.startswith("my_") else name)
+    if name in _FELL_BACK:
+        return f"reference {what} (your check failed)"
+    if name in _REFERENCES or (getattr(obj, "__module__", "") or "").startswith("fusionlib"):
+        return f"reference {what}"
+    return f"your {what}"
+
+
+def swap_modules(model: nn.Module, reference: type, student: type) -> nn.Module:
+    """A copy of ``model`` whose ``reference`` submodules run the ``student`` class's code (same weights).
+
+    Each matching submodule of a deep copy gets ``student`` as its class, so its methods are the student's
+    and its parameters, buffers and attributes stay those of the built network. That is right for an
+    exercise whose ``__init__`` is given (the check has compared the parameter names). With
+    ``student is reference`` (an instructor notebook, or a failed check) ``model`` itself is returned.
+    """
+    if student is reference:
+        return model
+    if not (inspect.isclass(student) and issubclass(student, nn.Module)):
+        raise TypeError(f"swap_modules: {_name(student)} should be an nn.Module class like {_name(reference)}")
+    out = copy.deepcopy(model)
+    n = 0
+    for m in out.modules():
+        if type(m) is reference:
+            m.__class__ = student
+            n += 1
+    if not n:
+        raise ValueError(f"swap_modules: {type(model).__name__} has no {_name(reference)} submodule to replace")
+    return out
+
+
+def encode_cell(source: str) -> str:
+    """The text ``reveal`` takes: a cell's source, compressed, so a student notebook does not show it."""
+    return base64.b64encode(zlib.compress(source.encode("utf-8"), 9)).decode("ascii")
+
+
+def reveal(exercise: str, encoded: str, namespace: dict | None = None) -> Any:
+    """Run a cell that writes out the answer of ``exercise``; show its code only once that check has passed.
+
+    The cell runs either way (later cells may need the names it binds), in ``namespace`` (the notebook's
+    ``globals()``); the value of its last expression is returned, so a figure it ends with is displayed.
+    """
+    source = zlib.decompress(base64.b64decode(encoded)).decode("utf-8")
+    ns = namespace if namespace is not None else sys._getframe(1).f_globals
+    if exercise in _PASSED:
+        print(f"Your {exercise} passed its check, so here is the code of this cell:\n")
+        print(source.rstrip() + "\n\n--- its output ---")
+    else:
+        print(f"This cell writes out the answer of the exercise {exercise}, so its code is shown once your check of "
+              f"{exercise} passes (run that check, then this cell again). It runs now with the reference.")
+    tree = ast.parse(source)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    exec(compile(tree, f"<cell revealed by {exercise}>", "exec"), ns)
+    if last is not None:
+        return eval(compile(ast.Expression(last.value), f"<cell revealed by {exercise}>", "eval"), ns)
+    return None
 
 
 def _name(obj: Any) -> str:
@@ -175,8 +276,13 @@ def _call(fn: Callable, args: Sequence, kwargs: Mapping, who: str, what: str, hi
 def check_exercise(student: Any, reference: Any, *, inputs: Sequence | Callable[[torch.Generator], Sequence],
                    kwargs: Mapping[str, Any] | Callable[[torch.Generator], Mapping[str, Any]] | None = None,
                    init: Mapping[str, Any] | Sequence | None = None, atol: float = 1e-5, rtol: float = 1e-4,
-                   seed: int = 0, train: bool = False, hint: str = "") -> None:
-    """Check a student's class or function against the fusionlib reference; raise ``LabCheckError`` if not equal.
+                   seed: int = 0, train: bool = False, hint: str = "", method: str = "forward",
+                   strict: bool | None = None) -> Any:
+    """Check a student's class or function against the fusionlib reference; return the one to use from here on.
+
+    Returns ``student`` when it matches. When it does not: with ``strict`` (the default outside a student
+    notebook, see ``set_student_mode``) raise ``LabCheckError``; otherwise print the same explanation and
+    "continuing with the reference <X>" and return ``reference``, so the notebook goes on with it.
 
     Args:
         student: the student's ``nn.Module`` subclass or function (``MyFDFM``).
@@ -189,13 +295,41 @@ def check_exercise(student: Any, reference: Any, *, inputs: Sequence | Callable[
         seed: seeds the inputs and both constructors.
         train: run both modules in training mode (BatchNorm batch statistics) instead of ``eval()``.
         hint: one sentence from the equation, shown with every failure.
+        method: for a class, the method called on the inputs (``"inverse"``: compares ``inverse``).
+        strict: raise on a failure (None: not in student mode).
 
     Examples:
         >>> def double(x):
         ...     return 2 * x
-        >>> check_exercise(double, double, inputs=(torch.zeros(2, 3),))
+        >>> _ = check_exercise(double, double, inputs=(torch.zeros(2, 3),))
         ✓ double matches the reference double on inputs (2, 3)
     """
+    strict = (not _STUDENT_MODE) if strict is None else strict
+    who, ref_name = _name(student), _name(reference)
+    _REFERENCES.add(ref_name)
+    if student is reference and ref_name in _FELL_BACK and not strict:
+        print(f"(skipped: an earlier check of this exercise failed, so the notebook is using the reference {ref_name})")
+        return reference
+    _PASSED.discard(who)
+    try:
+        _compare(student, reference, inputs=inputs, kwargs=kwargs, init=init, atol=atol, rtol=rtol, seed=seed,
+                 train=train, hint=hint, method=method)
+    except LabCheckError as e:
+        if strict:
+            raise
+        _FELL_BACK.add(ref_name)
+        print(f"✗ {e}\n\n→ continuing with the reference {ref_name}: the cells below use it in place of {who}, "
+              f"so the rest of the notebook runs (its figures say so). Fix {who}, run its cell and this check again "
+              f"to use yours.")
+        return reference
+    _PASSED.add(who)
+    _FELL_BACK.discard(ref_name)
+    return student
+
+
+def _compare(student: Any, reference: Any, *, inputs, kwargs, init, atol: float, rtol: float, seed: int,
+             train: bool, hint: str, method: str = "forward") -> None:
+    """The comparison behind ``check_exercise``: print one ✓ line or raise ``LabCheckError``."""
     who = _name(student)
     g = torch.Generator().manual_seed(seed)
     args = tuple(inputs(g) if callable(inputs) else inputs)
@@ -241,15 +375,16 @@ def check_exercise(student: Any, reference: Any, *, inputs: Sequence | Callable[
         ref.train(train)
         stu.train(train)
         with torch.no_grad():  # a failure here is the notebook's, not the student's: let it raise as is
-            want = ref(*_clone(args), **_clone(kw))
-        got = _call(stu, _clone(args), _clone(kw), who, f"{who}.forward", hint)
+            want = getattr(ref, method)(*_clone(args), **_clone(kw))
+        got = _call(getattr(stu, method), _clone(args), _clone(kw), who, f"{who}.{method}", hint)
     else:
         with torch.no_grad():
             want = reference(*_clone(args), **_clone(kw))
         got = _call(student, _clone(args), _clone(kw), who, who, hint)
 
     problems = describe_difference(got, want, atol=atol, rtol=rtol)
+    of = "" if method == "forward" or not inspect.isclass(reference) else f".{method}"
     if problems:
-        raise LabCheckError(f"{who} does not match {_name(reference)} on inputs {_arg_shapes(args)}:\n- "
+        raise LabCheckError(f"{who}{of} does not match {_name(reference)}{of} on inputs {_arg_shapes(args)}:\n- "
                             + "\n- ".join(problems) + with_hint)
-    print(f"✓ {who} matches the reference {_name(reference)} on inputs {_arg_shapes(args)}")
+    print(f"✓ {who}{of} matches the reference {_name(reference)}{of} on inputs {_arg_shapes(args)}")

@@ -32,6 +32,11 @@
 # once. §11 runs the paper's ablations (Tables V and VI) at a tiny budget; Table VII (YOLOv5x detection
 # on M3FD, Fig. 12) is not reproduced here: no detector and no M3FD pairs ship with the suite.
 
+# %%
+from fusionlib import pacing  # the map for a 90-minute class: core path, appendix, measured times
+
+pacing.show_map("05")
+
 # %% tags=["parameters"]
 profile = "auto"        # smoke | lab | paper | auto (lab on a GPU, else smoke)
 device = "auto"         # auto | cpu | cuda | cuda:1 | mps
@@ -198,9 +203,8 @@ fig
 #
 # $$z_2' = z_2 + \phi(z_1), \qquad z_1' = z_1 \odot \exp(\rho(z_2')) + \eta(z_2')$$
 #
-# with φ, ρ, η small inverted-residual CNNs. Every step can be undone exactly:
-# $z_1 = (z_1' - \eta(z_2')) \odot \exp(-\rho(z_2'))$, $z_2 = z_2' - \phi(z_1)$,
-# $x = W^{-1}([z_1, z_2] - b)$. The released DIB applies the 3-layer stack **three times with the
+# with φ, ρ, η small inverted-residual CNNs. Every step can be undone exactly (the exercise below asks
+# how; the walk measures it). The released DIB applies the 3-layer stack **three times with the
 # same weights and averages** the outputs (not invertible). The paper's text (the sentence quoted in
 # §3.1) gives three INN layers in cascade and β = 1/3: our reading, `dib_mode="dense"`, outputs
 # β·(s₁ + s₂ + s₃). That weighted sum of the states is **not** invertible, although the paper calls the
@@ -211,7 +215,7 @@ fig
 # %%
 show(AffineCoupling)
 
-# %%
+# %% tags=["reveals:MyAffineCoupling"]
 layer = enc.dib.layers[0]
 with torch.no_grad():
     z1, z2 = layer.shuffle(dtb_walk).chunk(2, dim=1)      # (1, 32, c, c) each
@@ -252,41 +256,75 @@ viz.save_figure(fig, out_dir, "coupling_walk")
 fig
 
 # %% [markdown]
-# ### Exercise 1 · Affine coupling, forward (Eq. of §3.2)
-# Write `forward(x)`: `z1, z2 = shuffle(x)` split into two halves along channels; `z2 = z2 + phi(z1)`;
-# `z1 = z1 * exp(rho(z2)) + eta(z2)` (note: ρ and η read the **updated** z2); return `cat([z1, z2])`.
-
-# %% tags=["exercise"]
-from fusionlib.models.dmnet import AffineCoupling as MyAffineCoupling  # exercise: forward
-
-# %% tags=["check"]
-import torch
-from fusionlib.labs import check_exercise
-from fusionlib.models.dmnet import AffineCoupling
-check_exercise(MyAffineCoupling, AffineCoupling, init=dict(channels=8),
-               inputs=lambda g: (torch.randn(2, 8, 10, 10, generator=g),),
-               hint="split with .chunk(2, dim=1) after the 1x1 shuffle conv; update z2 first, then z1 from the new z2")
+# ### Exercise · the invertible coupling, both ways (Eq. 2, the DIB)
+#
+# The paper builds the DIB of Eq. 2 from "affine coupling layers [22]" and calls it lossless: "the DIB
+# enables the input and output features generate each other". It prints no coupling equation; the two
+# below are CDDFuse's INN node, as written in the cell above (our source, not the paper). Generating the
+# input back from the output is the point, so you write both directions in `MyAffineCoupling`:
+#
+# - `forward(x)`: the 1×1 shuffle conv, the split into halves z₁, z₂ and the two coupling steps
+#   $z_2' = z_2 + \phi(z_1)$, $z_1' = z_1 \odot \exp(\rho(z_2')) + \eta(z_2')$; the output is $[z_1', z_2']$.
+# - `inverse(y)`: given $[z_1', z_2']$, recover x. Nothing in `__init__` helps here: work out from the two
+#   equations which half you can recover first, and how to undo a 1×1 convolution.
+#
+# The check compares both methods with the reference on the same weights; then the notebook builds the
+# three-layer DIB cascade with **your** coupling and inverts the real DTB features with it.
 
 # %% [markdown]
-# ### Exercise 2 · Affine coupling, inverse
-# Write `inverse(y)`: undo the steps in reverse order. `z1 = (z1' − η(z2')) · exp(−ρ(z2'))`,
-# `z2 = z2' − φ(z1)`, then invert the 1×1 conv: `x = W⁻¹([z1, z2] − b)` per pixel, with
-# `W = shuffle.weight[:, :, 0, 0]` (compute the inverse in float64 for accuracy, return `y`'s dtype).
+# <details><summary>Hint 1 (forward)</summary>
+#
+# The layers are `self.shuffle`, `self.phi`, `self.rho`, `self.eta`; a tensor splits into two halves along
+# the channels with `.chunk(2, dim=1)`. The order matters: ρ and η read the *updated* z₂.
+# </details>
+#
+# <details><summary>Hint 2 (inverse)</summary>
+#
+# z₂' is stored unchanged in the output, so ρ(z₂') and η(z₂') can be recomputed: solve the second
+# equation for z₁ first, then the first one for z₂. A 1×1 conv is a matrix W (`shuffle.weight[:, :, 0, 0]`,
+# out × in) applied at every pixel plus the bias b: subtract b and apply W⁻¹ per pixel (`torch.einsum`),
+# in float64 for accuracy, returning `y`'s dtype.
+# </details>
 
 # %% tags=["exercise"]
-from fusionlib.models.dmnet import AffineCoupling as MyAffineCoupling  # exercise: inverse
+from fusionlib.models.dmnet import AffineCoupling as MyAffineCoupling  # exercise: forward, inverse
 
 # %% tags=["check"]
 import torch
 from fusionlib.labs import check_exercise
 from fusionlib.models.dmnet import AffineCoupling
-torch.manual_seed(0)
-ref = AffineCoupling(8)
-mine = MyAffineCoupling(8)
-mine.load_state_dict(ref.state_dict())
-check_exercise(mine.inverse, ref.inverse, inputs=lambda g: (torch.randn(2, 8, 10, 10, generator=g),),
-               hint="z1 first (it needs only z2'), then z2 = z2' − φ(z1); the 1x1 conv: "
-                    "torch.einsum('oc,bchw->bohw', torch.linalg.inv(W), z - b)")
+MyAffineCoupling = check_exercise(
+    MyAffineCoupling, AffineCoupling, init=dict(channels=8), inputs=lambda g: (torch.randn(2, 8, 10, 10, generator=g),),
+    hint="update z2 first (it needs only z1), then z1 from the updated z2")
+MyAffineCoupling = check_exercise(
+    MyAffineCoupling, AffineCoupling, init=dict(channels=8), method="inverse",
+    inputs=lambda g: (torch.randn(2, 8, 10, 10, generator=g),),
+    hint="undo the steps in reverse order: z1 from z1' and z2', then z2, then the 1x1 conv")
+
+# %% [markdown]
+# **With your coupling.** The DIB cascade (three couplings, `dib_mode="cascade"`) of the untrained
+# encoder, each coupling running the code the check just returned (yours if it passed), in float64:
+# forward on the real DTB features of the walk above, then `inverse`. The error image is the "lossless"
+# claim measured pixel by pixel. The inverse, step by step: $z_1 = (z_1' - \eta(z_2')) \odot \exp(-\rho(z_2'))$,
+# $z_2 = z_2' - \phi(z_1)$, $x = W^{-1}([z_1, z_2] - b)$.
+
+# %%
+from fusionlib.labs import swap_modules, whose
+yours_dib = swap_modules(cas, AffineCoupling, MyAffineCoupling)      # cas: the float64 cascade of the walk
+with torch.no_grad():
+    g_x = yours_dib(dtb_walk.double())
+    back_yours = yours_dib.inverse(g_x)
+err_yours = (back_yours - dtb_walk.double()).abs()
+print(f"{whose(MyAffineCoupling, 'coupling')}: max |DIB⁻¹(DIB(x)) − x| = {float(err_yours.max()):.2e} (float64)")
+assert float(err_yours.max()) < 1e-9, "the cascade built from the returned coupling must invert the features"
+fig = viz.show_images({"x: DTB features (mean)": _norm(dtb_walk[0].mean(0)),
+                       "DIB(x) (mean)": _norm(g_x[0].mean(0).float()),
+                       "DIB⁻¹(DIB(x)) (mean)": _norm(back_yours[0].mean(0).float()),
+                       "|DIB⁻¹(DIB(x)) − x| ×1e12": (err_yours[0].mean(0) * 1e12).float()}, ncols=4, panel_size=2.6)
+fig.suptitle(f"{whose(MyAffineCoupling, 'affine coupling')} in the 3-layer DIB cascade: forward, then inverse",
+             fontsize="small")
+viz.save_figure(fig, out_dir, "coupling_yours")
+fig
 
 # %% [markdown]
 # ### 3.3 · CSAB: channel and spatial attention with max and "mix" pooling
@@ -319,21 +357,6 @@ fig = viz.show_images({"f (mean)": _norm(f[0].mean(0)), "max_c": _norm(mx_c[0, 0
 fig.suptitle(f"CSAB walk — untrained CSAB(64) on the untrained DIB features (seed {seed})", fontsize="small")
 fig
 
-# %% [markdown]
-# ### Exercise 3 · CSAB forward
-# Write `forward(x)`: channel attention from max pooling and the mix `0.5·avg + 0.5·max` over H, W through
-# the shared `mlp` (sum the two, then `channel_gate`), multiply; spatial attention from `[max_c, mix_c]`
-# over channels through `spatial` and `spatial_gate`, multiply.
-
-# %% tags=["exercise"]
-from fusionlib.models.dmnet import CSAB as MyCSAB  # exercise: forward
-
-# %% tags=["check"]
-import torch
-from fusionlib.labs import check_exercise
-from fusionlib.models.dmnet import CSAB
-check_exercise(MyCSAB, CSAB, init=dict(channels=8), inputs=lambda g: (torch.rand(2, 8, 12, 10, generator=g),),
-               hint="amax/mean over dim=(2, 3) with keepdim for the channel gate; over dim=1 for the spatial maps")
 
 # %% [markdown]
 # ### 3.4 · The denoiser: SR3's U-Net
