@@ -18,6 +18,11 @@
 # SSIM ...) and evaluation on no-reference metrics, whose conventions differ between
 # toolboxes (§8).
 
+# %%
+from fusionlib import pacing  # the map for a 90-minute class: core path, appendix, measured times
+
+pacing.show_map("00")
+
 # %% tags=["parameters"]
 profile = "auto"        # smoke | lab | paper | auto (lab on a GPU, else smoke)
 device = "auto"         # auto | cpu | cuda | cuda:1 | mps

@@ -19,6 +19,11 @@
 # its recipe at this profile. The table says which, per method: never compare a shipped CPU network, a
 # 4-step smoke network and a released one without reading that column.
 
+# %%
+from fusionlib import pacing  # the map for a 90-minute class: core path, appendix, measured times
+
+pacing.show_map("06")
+
 # %% tags=["parameters"]
 profile = "auto"        # smoke | lab | paper | auto (lab on a GPU, else smoke)
 device = "auto"         # auto | cpu | cuda | cuda:1 | mps
@@ -44,8 +49,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from IPython.display import Markdown, display
 
-from fusionlib import data, metrics, paper_numbers, profiling, stats, viz, weights
+from fusionlib import conformance, data, metrics, paper_numbers, profiling, stats, viz, weights
 from fusionlib.laziness import summarise
 from fusionlib.methods import Fuser, default_weights, get_method, list_methods, load_laziness, train_method
 from fusionlib.models import create_model
@@ -236,6 +242,16 @@ with pd.option_context("display.max_colwidth", 140):
 RESULTS["conventions"] = {f"{p}/{m}": {"preset": rec["preset"] or "none", "status": rec["status"]}
                           for p in paper_numbers.PAPERS for m, rec in paper_numbers.conventions(p).items()}
 RESULTS["paper_reported"] = paper_numbers.results_block()
+
+# %% [markdown]
+# **Conformance per preset.** The same records, one row per preset this notebook reports: how many of our
+# metrics under that preset are checked number for number against the toolbox's own output
+# (`tests/test_metrics_reference.py`), which paper values its tables carry with which status, and what that
+# allows when our row is read beside a paper's (`fusionlib.conformance`).
+
+# %%
+display(Markdown(conformance.summary_markdown(("tang", "cddfuse", "lkc"))))
+RESULTS["conformance_per_preset"] = conformance.summary_table().to_dict(orient="index")
 
 # %% [markdown]
 # **Units and directions.** The same name can mean a different quantity under another preset: `tang`'s MSE
