@@ -25,6 +25,11 @@
 # (Multi-dimensional Modulation Fusion Module: Multi-perspective **Sparse** Attention, MPSA, and a
 # Multi-scale Recurrent Transformer, MSRT) and decodes with FAConv (**Fourier Analysis** Convolution).
 
+# %%
+from fusionlib import pacing  # the map for a 90-minute class: core path, appendix, measured times
+
+pacing.show_map("01")
+
 # %% tags=["parameters"]
 profile = "auto"        # smoke | lab | paper | auto (lab on a GPU, else smoke)
 device = "auto"         # auto | cpu | cuda | cuda:1 | mps

@@ -23,6 +23,11 @@
 # 1−VI) feed a convolutional fusion head. The network is small
 # (0.57 M parameters) and trained with unsupervised max-intensity / max-gradient / Laplacian terms.
 
+# %%
+from fusionlib import pacing  # the map for a 90-minute class: core path, appendix, measured times
+
+pacing.show_map("02")
+
 # %% tags=["parameters"]
 profile = "auto"        # smoke | lab | paper | auto (lab on a GPU, else smoke)
 device = "auto"         # auto | cpu | cuda | cuda:1 | mps

@@ -19,6 +19,11 @@
 # (MPAFM) re-weights the UNet's skip connections. This notebook is the suite's lesson on
 # **normalisation and receptive fields**.
 
+# %%
+from fusionlib import pacing  # the map for a 90-minute class: core path, appendix, measured times
+
+pacing.show_map("03")
+
 # %% tags=["parameters"]
 profile = "auto"        # smoke | lab | paper | auto (lab on a GPU, else smoke)
 device = "auto"         # auto | cpu | cuda | cuda:1 | mps

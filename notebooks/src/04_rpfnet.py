@@ -25,6 +25,11 @@
 # self-supervised saliency-structure loss on an auxiliary decoder of the residual branch. The network
 # is tiny (§4 counts its parameters). This notebook is the suite's home for **spectra**.
 
+# %%
+from fusionlib import pacing  # the map for a 90-minute class: core path, appendix, measured times
+
+pacing.show_map("04")
+
 # %% tags=["parameters"]
 profile = "auto"        # smoke | lab | paper | auto (lab on a GPU, else smoke)
 device = "auto"         # auto | cpu | cuda | cuda:1 | mps
