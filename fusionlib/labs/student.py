@@ -122,15 +122,21 @@ def _imports_for(obj: object, names: set[str], exclude: set[str]) -> list[str]:
 
 
 def _stub_body(src_lines: list[str], fn: ast.FunctionDef, message: str) -> list[str]:
-    """Replace the body of ``fn`` (after its docstring) by one ``raise NotImplementedError``."""
+    """Replace the body of ``fn`` by one ``raise NotImplementedError``, keeping its docstring's first paragraph."""
     body = fn.body
     first = body[0]
     has_doc = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
         and isinstance(first.value.value, str)
-    keep_until = first.end_lineno if has_doc else fn.body[0].lineno - 1  # 1-based, inclusive
     indent = " " * (first.col_offset)
+    head = src_lines[:fn.body[0].lineno - 1]  # up to the signature
+    if has_doc:  # its first paragraph only: the rest of a docstring often spells the body out
+        doc = inspect.cleandoc(first.value.value).split("\n\n")[0].strip().replace('"""', "'''").splitlines()
+        doc[0] = f'{indent}"""{doc[0]}'
+        doc[1:] = [f"{indent}{ln}" if ln else "" for ln in doc[1:]]
+        head += doc
+        head[-1] += '"""'
     stub = [f"{indent}# YOUR CODE HERE", f'{indent}raise NotImplementedError("{message}")']
-    return src_lines[:keep_until] + stub + src_lines[fn.end_lineno:]
+    return head + stub + src_lines[fn.end_lineno:]
 
 
 def exercise_source(ex: Exercise, *, solutions: bool = False) -> str:

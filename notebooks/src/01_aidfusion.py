@@ -370,37 +370,45 @@ show(PerspectiveGate)
 show(MPSA)
 
 # %% [markdown]
-# ### Exercise 1 · one MPSA perspective (`PerspectiveGate.forward`)
+# ### Exercise 1 · MPSA's three perspectives and their entropy weighting (Eqs. 8–9)
 #
-# Write the conv stack of one perspective: `a = conv3(pooled)`, then the strip pair added as a residual
-# `a = a + strip_v(strip_h(a))`, then `attend(proj(act(a)))` (a sigmoid map of one channel).
-# Hint: the pooling is done by the caller (`MPSA._pool`); here `pooled` is already `(B, 2, X, Y)`.
-
-# %% tags=["exercise"]
-from fusionlib.models.aidfusion import PerspectiveGate as MyPerspectiveGate  # exercise: forward
-
-# %% tags=["check"]
-import torch
-from fusionlib.labs import check_exercise
-from fusionlib.models.aidfusion import PerspectiveGate
-check_exercise(MyPerspectiveGate, PerspectiveGate, init=dict(hidden=4), inputs=lambda g: (torch.rand(2, 2, 9, 7, generator=g),),
-               hint="conv3 -> add strip_v(strip_h(.)) as a residual -> GELU -> 1x1 proj -> sigmoid (self.attend)")
+# Eq. 8: $Out = EA(FE(I) + R_{(H,W,C)}(FE(R_{(H,C,W)}(I))) + R_{(H,W,C)}(FE(R_{(W,C,H)}(I))))$ and Eq. 9:
+# $Y = \sum \omega_i X_i$ with $\omega_i = 1 - \sum_{j \neq i} \mathrm{Entropy}(X_j)$. Write two methods of
+# `MyMPSA`:
+#
+# - `maps(x)`: the three perspectives. For each one, rotate the cube so that the pooled axis comes
+#   first after the batch, pool it (`_pool`: max and mean, 2 channels), run that perspective's gate
+#   (`hw`, `hc`, `wc`), and lay the one-channel map out again so that it broadcasts on x, in the shapes
+#   the docstring gives.
+# - `forward(x)`: the entropy of each map (`map_entropy(a, self.entropy)`), the weights ω of Eq. 9 (with
+#   `entropy_weights`, our normalised reading, or ω = 1/3 each when `entropy_weighting` is off), passed
+#   through the probe `weigh`, and the output x gated by the ω-weighted sum of the three maps.
+#
+# The notebook then runs the network's MPSAs with **your** class in the MMFM walk below.
 
 # %% [markdown]
-# ### Exercise 2 · the entropy weights of Eq. 9 (`entropy_weights`)
+# <details><summary>Hint 1 (maps)</summary>
 #
-# Given the perspective entropies `E` of shape `(B, 3)`, normalise them to sum to one per row,
-# `Ê_i = E_i / Σ_j E_j`, and return `ω_i = 1 − Σ_{j≠i} Ê_j`. Hint: `Σ_{j≠i} Ê_j = Σ_j Ê_j − Ê_i`.
+# HW pools over C: `_pool(x)` directly. HC pools over W: move W to position 1 first, so the pooled map
+# is laid out (C, H); WC pools over H. `einops.rearrange` names the axes, e.g. `"b c h w -> b w c h"`.
+# </details>
+#
+# <details><summary>Hint 2 (forward)</summary>
+#
+# Stack the three entropies on the last axis to get (B, 3); ω then has one row per image, and each
+# ω_i must broadcast on a (B, ·, ·, ·) map: index it as `w[:, i, None, None, None]`.
+# </details>
 
 # %% tags=["exercise"]
-from fusionlib.models.aidfusion import entropy_weights as my_entropy_weights
+from fusionlib.models.aidfusion import MPSA as MyMPSA  # exercise: maps, forward
 
 # %% tags=["check"]
 import torch
 from fusionlib.labs import check_exercise
-from fusionlib.models.aidfusion import entropy_weights
-check_exercise(my_entropy_weights, entropy_weights, inputs=lambda g: (torch.rand(4, 3, generator=g) + 0.05,),
-               hint="normalise the row to sum 1 first; then 1 - (row sum - own value)")
+from fusionlib.models.aidfusion import MPSA
+MyMPSA = check_exercise(MyMPSA, MPSA, init=dict(hidden=4), inputs=lambda g: (torch.rand(2, 6, 9, 7, generator=g),),
+                        hint="three pooled views (over C, W, H), one gate each, maps laid out to broadcast on x, "
+                             "entropy weights of Eq. 9, x times the weighted sum")
 
 # %% [markdown]
 # ### 3.2 · MMFM, part (1): cross-modal interaction
@@ -415,7 +423,7 @@ check_exercise(my_entropy_weights, entropy_weights, inputs=lambda g: (torch.rand
 # %%
 show(MMFM)
 
-# %%
+# %% tags=["reveals:MyMPSA"]
 up = lambda t, ref: F.interpolate(t, size=ref.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
 with torch.no_grad():
     ff4 = model.mmfm[3](f_vi[3], f_ir[3])                          # level 4: VIE_4, IRE_4 only
@@ -447,6 +455,34 @@ for ax, (name, a, w) in zip(axes[1:], (("A_HW (H x W)", a_hw[0, 0], omega[0, 0])
     fig.colorbar(im, ax=ax, fraction=0.046)
 fig.suptitle("MMFM interaction at level 3, freshly initialised network")
 fig.tight_layout()
+plt.close(fig)
+fig
+
+# %% [markdown]
+# **With your MPSA.** Level 3's interaction once more, with every MPSA of the network running the class
+# the check returned (yours if it passed): the maps and ω of its last round on the walk's features, and
+# the MMFM output, which must equal the walk's.
+
+# %%
+from fusionlib.labs import swap_modules, whose
+yours = swap_modules(model, MPSA, MyMPSA)
+mp_yours = yours.mmfm[2].rounds[-1].mpsa
+with torch.no_grad():
+    maps_yours = mp_yours.maps(x_interaction)
+    omega_yours = entropy_weights(torch.stack([map_entropy(a) for a in maps_yours], -1))
+    mm_yours, mm_ref = yours.mmfm[2](vie, ire, de4, p4), mm(vie, ire, de4, p4)
+print(f"{whose(MyMPSA, 'MPSA')}: ω = {omega_yours[0].numpy().round(4)}; max |MMFM output − the walk network's| = "
+      f"{float((mm_yours - mm_ref).abs().max()):.2e}")
+torch.testing.assert_close(mm_yours, mm_ref)
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+for ax, name, a, w in zip(axes, ("A_HW (H x W)", "A_HC (C x H)", "A_WC (C x W)"),
+                          (maps_yours[0][0, 0], maps_yours[1][0, :, :, 0], maps_yours[2][0, :, 0, :]), omega_yours[0]):
+    im = ax.imshow(a, cmap="magma", aspect="auto")
+    ax.set_title(f"{name}, ω = {float(w):.3f}")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+fig.suptitle(f"{whose(MyMPSA, 'MPSA')}: the three maps of level 3's last round (fresh network)", fontsize="small")
+fig.tight_layout()
+viz.save_figure(fig, out_dir, "mpsa_yours")
 plt.close(fig)
 fig
 
@@ -498,11 +534,20 @@ print("MSRT walk == MSRT.forward; interaction + MSRT_vi + MSRT_ir + De_4 + Fusio
 show(FAConv)
 
 # %% [markdown]
-# ### Exercise 3 · FAConv (`FAConv.forward`, Eq. 11)
+# ### Exercise 2 · FAConv's periodic split (Eq. 11)
 #
-# `z = self.conv(x)` gives `C/4 + C/2` channels; split it with `z.split(self.split, dim=1)` into `z_p`
-# (C/4) and `z_g` (C/2) and return `cat([cos(z_p), sin(z_p), GELU(z_g)])` along the channels, passing each
-# part through its probe (`self.cos`, `self.sin`, `self.gelu`) and the GELU through `self.act`.
+# Eq. 11: $X_1 = \omega_{C/4} X$, $X_2 = \omega_{C/2} X$, $Y = \mathrm{Concat}(\mathrm{Cosine}(X_1), \mathrm{Sine}(X_1),
+# \mathrm{GELU}(X_2))$. Write `forward(x)` of `MyFAConv`: `self.conv` computes both ω's at once
+# (C/4 + C/2 output channels, sizes in `self.split`); the C/4 "periodic" channels go through cosine and
+# sine, the C/2 through GELU (`self.act`), and each of the three parts passes its probe (`self.cos`,
+# `self.sin`, `self.gelu`) before the concatenation, in the order of Eq. 11. The notebook then runs the
+# decoder's FAConvs with **your** class.
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# `Tensor.split(sizes, dim=1)` cuts the channels into parts of the given sizes. X₁ is used twice.
+# </details>
 
 # %% tags=["exercise"]
 from fusionlib.models.aidfusion import FAConv as MyFAConv  # exercise: forward
@@ -511,10 +556,11 @@ from fusionlib.models.aidfusion import FAConv as MyFAConv  # exercise: forward
 import torch
 from fusionlib.labs import check_exercise
 from fusionlib.models.aidfusion import FAConv
-check_exercise(MyFAConv, FAConv, init=dict(channels=16), inputs=lambda g: (torch.rand(2, 16, 12, 12, generator=g),),
-               hint="the same C/4 channels go through cos AND sin; the remaining C/2 through GELU; concatenate in that order")
+MyFAConv = check_exercise(MyFAConv, FAConv, init=dict(channels=16), inputs=lambda g: (torch.rand(2, 16, 12, 12, generator=g),),
+                          hint="the same C/4 channels go through cos AND sin; the remaining C/2 through GELU; "
+                               "concatenate in the order of Eq. 11")
 
-# %%
+# %% tags=["reveals:MyFAConv"]
 with torch.no_grad():
     fa = model.dec[2].body
     z_p, z_g = fa.conv(ff3).split(fa.split, dim=1)
@@ -523,6 +569,28 @@ with torch.no_grad():
     torch.testing.assert_close(ff3 + walk_fa, model.dec[2](ff3))              # De_3 = FF_3 + FAConv(FF_3)
 print(f"FAConv at level 3: C = {ff3.shape[1]} -> split {fa.split} -> cos {tuple(z_p.shape[1:])}, "
       f"sin {tuple(z_p.shape[1:])}, GELU {tuple(z_g.shape[1:])}")
+
+# %% [markdown]
+# **With your FAConv.** The decoder block of level 3 (De_3 = FF_3 + FAConv(FF_3)) with every FAConv of the
+# network running the class the check returned (yours if it passed): the three parts of Eq. 11 on the
+# real FF_3, channel means, and De_3, which must equal the walk's.
+
+# %%
+from fusionlib.labs import swap_modules, whose
+yours_fa = swap_modules(model, FAConv, MyFAConv)
+with torch.no_grad():
+    y_fa = yours_fa.dec[2].body(ff3)
+    de3_yours = yours_fa.dec[2](ff3)
+torch.testing.assert_close(de3_yours, model.dec[2](ff3))
+p_, g_ = fa.split
+parts = {"cos(X1) (mean)": y_fa[0, :p_].mean(0), "sin(X1) (mean)": y_fa[0, p_:2 * p_].mean(0),
+         "GELU(X2) (mean)": y_fa[0, 2 * p_:].mean(0), "De_3 (mean)": de3_yours[0].mean(0)}
+print(f"{whose(MyFAConv, 'FAConv')}: parts of {p_}, {p_} and {g_} channels; max |De_3 − walk| = "
+      f"{float((de3_yours - model.dec[2](ff3)).abs().max()):.2e}")
+fig = viz.show_images({k: (v - v.min()) / (v.max() - v.min() + 1e-8) for k, v in parts.items()}, ncols=4, panel_size=2.6)
+fig.suptitle(f"{whose(MyFAConv, 'FAConv')} at level 3 of the fresh network (each panel min-max scaled)", fontsize="small")
+viz.save_figure(fig, out_dir, "faconv_yours")
+fig
 
 # %% [markdown]
 # ### 3.5 · The whole network, coarse to fine
@@ -617,26 +685,6 @@ RESULTS["efficiency"] = {"params": n_params, "gmac_352": cost["gmac"], "gflops_3
 
 # %%
 show(diils.pho_schedule)
-
-# %% [markdown]
-# ### Exercise 4 · how many levels Eq. 1 supervises (`pho_active_count`)
-#
-# Given the 0-based `epoch`, the run's `epochs` (= T) and `levels` (= L), return how many levels are
-# supervised: 1 while the paper's epoch p = epoch + 1 satisfies p ≤ T/2, otherwise
-# `min(L, 1 + ceil((p − T/2) / (T/10)))`. Work in integers to avoid rounding: k = 10·p − 5·T is
-# 10·(p − T/2), and ⌈k / T⌉ = (k + T − 1) // T. Keep the argument check (`ValueError` for epoch < 0,
-# epochs < 1 or levels < 1).
-
-# %% tags=["exercise"]
-from fusionlib.diils import pho_active_count as my_pho_active_count
-
-# %% tags=["check"]
-from fusionlib.diils import pho_active_count
-from fusionlib.labs import check_exercise
-for args in [(0, 100, 4), (49, 100, 4), (50, 100, 4), (59, 100, 4), (60, 100, 4), (70, 100, 4), (99, 100, 4),
-             (2, 5, 4), (3, 5, 4), (0, 1, 4), (7, 10, 3)]:
-    check_exercise(my_pho_active_count, pho_active_count, inputs=args,
-                   hint="p = epoch + 1; one level while 10p <= 5T; then 1 + ceil((10p - 5T) / T), capped at L")
 
 # %%
 tab = diils.pho_table(100, 4).numpy()

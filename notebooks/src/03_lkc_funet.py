@@ -148,22 +148,6 @@ fig
 show(InitBlock)
 
 # %% [markdown]
-# ### Exercise 1 · The InitBlock (Sec. 3.2)
-# Write `forward`: `y = conv(dropout(relu(norm(x))))`. The normalisation is whatever `make_norm` built
-# (instance norm in the paper's variant); keep the order norm → ReLU → dropout → conv.
-
-# %% tags=["exercise"]
-from fusionlib.models.lkc_funet import InitBlock as MyInitBlock  # exercise: forward
-
-# %% tags=["check"]
-import torch
-from fusionlib.labs import check_exercise
-from fusionlib.models.lkc_funet import InitBlock
-check_exercise(MyInitBlock, InitBlock, init=dict(in_channels=4, out_channels=8, kernel_size=5, norm="in"),
-               inputs=lambda g: (torch.rand(2, 4, 12, 12, generator=g),),
-               hint="normalise first, then ReLU, dropout, and the large convolution")
-
-# %% [markdown]
 # **LKCBlock** (the authors' `ResnetBlock`): two *dense* k×k convolutions (GroupNorm(32) → ReLU before
 # each, dropout before the second) plus a residual (1×1 conv when the width changes). At k = 15 and
 # 128 → 128 channels one such conv holds 3.7 M weights: these blocks are where the 41 M parameters are.
@@ -180,22 +164,6 @@ show(LKCBlock)
 show(LKDCBlock)
 
 # %% [markdown]
-# ### Exercise 2 · An LKDC block (Sec. 3.2; the paper gives no equation for it)
-# Write `forward`: `h1 = relu(pw1_norm(pw1(pre_norm(x))))`, `h2 = relu(dw_norm(dw(h1)))`,
-# `y = x + drop_path(pw2_norm(pw2(h2)))`. Hint: there is no activation after `pw2`.
-
-# %% tags=["exercise"]
-from fusionlib.models.lkc_funet import LKDCBlock as MyLKDCBlock  # exercise: forward
-
-# %% tags=["check"]
-import torch
-from fusionlib.labs import check_exercise
-from fusionlib.models.lkc_funet import LKDCBlock
-check_exercise(MyLKDCBlock, LKDCBlock, init=dict(channels=8, kernel_size=7),
-               inputs=lambda g: (torch.randn(2, 8, 12, 12, generator=g),),
-               hint="pre-norm, expand + norm + ReLU, depthwise + norm + ReLU, project + norm, then the residual")
-
-# %% [markdown]
 # **MPAFM** (the authors' `MultiScaleGatedAttn`, from MSA²Net). Channel attention on one input, spatial
 # attention (channel mean and max → 1×1 conv) on the other, summed and normalised, then a per-pixel
 # softmax over two paths gives the weights w1, w2 (w1 + w2 = 1); each input is boosted by its weight,
@@ -208,11 +176,38 @@ check_exercise(MyLKDCBlock, LKDCBlock, init=dict(channels=8, kernel_size=7),
 show(MPAFM)
 
 # %% [markdown]
-# ### Exercise 3 · MPAFM (Sec. 3.3, Eqs. 1–7)
-# Write `forward(dec, skip)`. With (x, g) = (dec, skip): `m = mix_norm(channel_attention(x) +
-# spatial_attention(g))`, `w1, w2 = softmax(select(m), dim=1)` split into two maps, `x~ = w1·x + x`,
-# `g~ = w2·g + g`, `f = σ(g~)·x~ + σ(x~)·g~`, `A = σ(recal_norm(recal(f)))`, return `out(A·x)`.
-# Hint: for `roles == "paper"` swap x and g first; keep `self.last` when `self.keep` is set.
+# ### Exercise · MPAFM, the paper's fusion of encoder and decoder (Sec. 3.3, Eqs. 1–7)
+#
+# The paper, with e the encoder skip and d the decoder tensor, C channel attention, S spatial attention,
+# B batch normalisation, φ₁ₓ₁ a 1×1 conv and σ the softmax (Eq. 2) or the sigmoid (Eqs. 5, 6):
+#
+# $$A_{pre} = \mathcal{B}(\mathcal{C}(e) + \mathcal{S}(d)) \;(1) \qquad w_1, w_2 = \mathrm{Split}(\sigma(\varphi_{1\times1}(A_{pre}))) \;(2)
+# \qquad e_{att} = w_1 \odot e,\; d_{att} = w_2 \odot d \;(3)$$
+#
+# $$\tilde e = e_{att} + e,\; \tilde d = d_{att} + d \;(4) \qquad f = \sigma(\tilde e) \odot \tilde d + \sigma(\tilde d) \odot \tilde e \;(5)
+# \qquad A = \sigma(\mathcal{B}(\varphi_{1\times1}(f))) \;(6) \qquad X = \varphi_{1\times1}(A \odot e) \;(7)$$
+#
+# "This competitive allocation forces the model to decide at each pixel whether to prioritize information
+# from the encoder or the decoder." Write `forward(dec, skip)` of `MyMPAFM`. In the code the roles of the
+# two inputs are a switch: with `roles == "code"` (the released model) the tensor in e's place is `dec`
+# and the one in d's place is `skip`; `"paper"` swaps them. `channel_attention`, `spatial_attention` and
+# the layers are given; when `self.keep` is set, store the detached w₁, w₂ and A in `self.last` under
+# the keys `"w1"`, `"w2"`, `"A"` (the attention figures of §8 read them). The notebook then runs the
+# walk's network with **your** MPAFM in all five of its places.
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# The softmax of Eq. 2 is over the two maps that `self.select` makes (dimension 1); `.split(1, dim=1)`
+# gives two (B, 1, H, W) weights that sum to one at every pixel. B of Eq. 1 is `self.mix_norm`, B of
+# Eq. 6 is `self.recal_norm`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Eq. 5 is a *sum* of two sigmoid-gated products, each gate computed from the other path; Eq. 7 applies
+# A to the tensor in e's place (not d's), and `self.out` is the last 1×1 conv (C → 2C).
+# </details>
 
 # %% tags=["exercise"]
 from fusionlib.models.lkc_funet import MPAFM as MyMPAFM  # exercise: forward
@@ -221,9 +216,9 @@ from fusionlib.models.lkc_funet import MPAFM as MyMPAFM  # exercise: forward
 import torch
 from fusionlib.labs import check_exercise
 from fusionlib.models.lkc_funet import MPAFM
-check_exercise(MyMPAFM, MPAFM, init=dict(channels=16),
-               inputs=lambda g: (torch.randn(2, 16, 8, 8, generator=g), torch.randn(2, 16, 8, 8, generator=g)),
-               hint="the gating term is a SUM of the two sigmoid-gated products; A multiplies x, not g")
+MyMPAFM = check_exercise(MyMPAFM, MPAFM, init=dict(channels=16),
+                         inputs=lambda g: (torch.randn(2, 16, 8, 8, generator=g), torch.randn(2, 16, 8, 8, generator=g)),
+                         hint="Eqs. 1-7 in order; A multiplies the tensor in e's place")
 
 # %%
 show(LKCFUNet)
@@ -234,7 +229,7 @@ show(LKCFUNet)
 # A real 64×64 crop of an MRI-PET pair through a freshly initialised LKC-FUNet (paper normalisation).
 # The InitBlock and the first decoder MPAFM are opened up; the result must equal `model(ir, vi)`.
 
-# %%
+# %% tags=["reveals:MyMPAFM"]
 torch.manual_seed(seed)
 model = create_model("lkc_funet").eval()
 pet = med_test["MRI-PET"][0]
@@ -291,6 +286,28 @@ fig = viz.show_images({"MRI crop": ir, "PET Y crop": vi, "stem ch0": _norm01(ste
 fig.suptitle(f"the forward pass, walked on a {c}² MRI-PET crop — untrained full LKC-FUNet (seed {seed})",
              fontsize="small")
 viz.save_figure(fig, out_dir, "walk")
+fig
+
+# %% [markdown]
+# **With your MPAFM.** The walk's network with its five MPAFMs running the code the check returned (yours
+# if it passed): the output must equal the walk's, and the first decoder MPAFM's maps (w₁ of Eq. 2 and
+# the recalibration map A of Eq. 6) are drawn from what your `forward` stored in `self.last`.
+
+# %%
+from fusionlib.labs import swap_modules, whose
+yours = swap_modules(model, MPAFM, MyMPAFM)
+first = yours.decoder[0].mpafm
+first.keep = True
+with torch.no_grad():
+    fused_yours = yours(ir, vi)
+first.keep = False
+print(f"{whose(MyMPAFM, 'MPAFM')}: max |output − walk's model output| = {float((fused_yours - direct).abs().max()):.2e}")
+torch.testing.assert_close(fused_yours, direct)
+fig = viz.show_images({"MRI crop": ir, "PET Y crop": vi, "w1 (Eq. 2), dec1": first.last["w1"][0, 0],
+                       "A mean (Eq. 6), dec1": first.last["A"][0].mean(0),
+                       "output (untrained)": _norm01(fused_yours[0, 0])}, ncols=5, panel_size=2.4)
+fig.suptitle(f"LKC-FUNet with {whose(MyMPAFM, 'MPAFM')} — untrained, seed {seed}", fontsize="small")
+viz.save_figure(fig, out_dir, "mpafm_yours")
 fig
 
 # %% [markdown]

@@ -226,24 +226,6 @@ fig
 show(CPM)
 
 # %% [markdown]
-# ### Exercise 1 · CPM (Eq. 2)
-#
-# Write `forward(f_r, f_f)` of `MyCPM`: `spatial_enh = spatial(F_F)` (CB3×3) and
-# `freq_enh = F_F · gate(gate_conv(F_R))`, where `gate_conv` is conv → BN → sigmoid (1×1 as released) and
-# `gate` is the identity probe point. Return `(spatial_enh, freq_enh)`.
-
-# %% tags=["exercise"]
-from fusionlib.models.rpfnet import CPM as MyCPM  # exercise: forward
-
-# %% tags=["check"]
-import torch
-from fusionlib.labs import check_exercise
-from fusionlib.models.rpfnet import CPM
-check_exercise(MyCPM, CPM, init=dict(channels=8), inputs=lambda g: (torch.rand(2, 8, 12, 12, generator=g),
-                                                                   torch.rand(2, 8, 12, 12, generator=g)),
-               hint="the gate comes from F_R (residual branch) and multiplies F_F; the spatial prompt comes from F_F")
-
-# %% [markdown]
 # **RPM**, residual prior module: three dilated 3×3 conv blocks (d = 1, 3, 5) on the *same* input,
 # concatenated and mixed by a 1×1 convolution. The channel and spatial attention of the paper's Eq. 3
 # exist as layers (so the released weights load) but are **not applied**: the released code computes
@@ -263,23 +245,43 @@ show(RPM)
 show(FDFM)
 
 # %% [markdown]
-# ### Exercise 2 · the FDFM spectral path
+# ### Exercise · the frequency-domain fusion of FDFM (Eq. 4)
 #
-# Write `spectral(x)` of `MyFDFM`: `z = rfft2(x, norm="ortho")`; stack real and imaginary parts
-# interleaved per channel, `[re_0, im_0, re_1, im_1, ...]`, into `(B, 2C, H, W//2+1)`; apply
-# `spectral_conv`, `spectral_bn`, `relu`, then the probe `spectrum`; split back into real and imaginary
-# parts and return `irfft2(complex(re, im), s=(H, W), norm="ortho")`.
+# The paper's FDFM, Eq. 4: $\mathcal{F}_F^1 = CB_{3\times3}(\hat{\mathcal{F}}_F^0) +
+# \mathcal{FFT}^{-1}(CB_{1\times1}(\mathcal{FFT}(CB_{3\times3}(\hat{\mathcal{F}}_F^0))))$, "a 1 × 1 CB for
+# frequency-domain convolution, equivalent to global spatial convolution at a lower computational cost".
+# Write `spectral(x)` and `forward(x)` of `MyFDFM` as the released code computes them (the spectral
+# path reads the FDFM input itself, see above): a 2-D real FFT of the feature map (orthonormal), the
+# complex spectrum turned into real channels that `spectral_conv` (1×1, 2C → 2C), `spectral_bn`, `relu`
+# and the probe `spectrum` can process at every frequency, back to a complex spectrum and to the spatial
+# domain at the input's size; `forward` adds the spatial branch. `linear_only=True` skips BN and ReLU.
+# The check shares the weights of the reference; then the notebook runs the network with **your** FDFM.
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# `torch.fft.rfft2` keeps W//2 + 1 frequencies of the last axis; a complex tensor has `.real` and `.imag`.
+# The released layout interleaves them per channel, re₀, im₀, re₁, im₁, …: stack them on a new axis
+# right after the channels and merge the two axes.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Undo the interleaving with the inverse reshape, build `torch.complex(re, im)`, and give
+# `torch.fft.irfft2` the size `s=(H, W)`: from W//2 + 1 frequencies alone it cannot tell an odd width from
+# an even one.
+# </details>
 
 # %% tags=["exercise"]
-from fusionlib.models.rpfnet import FDFM as MyFDFM  # exercise: spectral
+from fusionlib.models.rpfnet import FDFM as MyFDFM  # exercise: spectral, forward
 
 # %% tags=["check"]
 import torch
 from fusionlib.labs import check_exercise
 from fusionlib.models.rpfnet import FDFM
-check_exercise(MyFDFM, FDFM, init=dict(channels=8), inputs=lambda g: (torch.rand(2, 8, 24, 20, generator=g),),
-               hint="torch.stack((z.real, z.imag), dim=2).reshape(b, 2 * c, h, w_r) interleaves re/im per channel; "
-                    "irfft2 needs s=(h, w) to recover an odd or even width")
+MyFDFM = check_exercise(MyFDFM, FDFM, init=dict(channels=8), inputs=lambda g: (torch.rand(2, 8, 24, 20, generator=g),),
+                        hint="rfft2 -> interleaved real channels -> 1x1 conv, BN, ReLU -> complex -> irfft2 at (H, W), "
+                             "plus the spatial CB")
 
 # %%
 show(RPFNetStage)
@@ -292,7 +294,7 @@ show(RPFNetStage)
 # head. The network is the released one when `checkpoint` is given (eval-mode BN, stored statistics),
 # otherwise a seeded fresh initialisation. The walk must equal `model(ir, vi)`.
 
-# %%
+# %% tags=["reveals:MyFDFM"]
 torch.manual_seed(seed)
 walk_model = (released if released is not None else RPFNet()).eval()
 walk_label = "released weights" if released is not None else "fresh init (seed %d)" % seed
@@ -343,6 +345,30 @@ fig = viz.show_images({"IR crop": ir, "VI crop": vi, "F_R stem ch-mean": _norm(m
                        "output": walk}, ncols=5, panel_size=2.2)
 fig.suptitle(f"the forward pass, walked on a 00004N crop — {walk_label}")
 viz.save_figure(fig, out_dir, "walk")
+fig
+
+# %% [markdown]
+# **With your FDFM.** The same network and crop, with the FDFM of all three stages running the code the
+# check returned (yours if it passed; the stage module is shared, so one class swap changes all three).
+# Its output must equal the walk's, and the spectral path's share of stage 1's fusion features is drawn.
+
+# %%
+from fusionlib.labs import swap_modules, whose
+yours = swap_modules(walk_model, FDFM, MyFDFM)
+fd_yours = next(mod for mod in yours.modules() if type(mod) is MyFDFM)
+with torch.no_grad():
+    fused_yours = yours(ir, vi)
+    x1 = per_stage[0]["x_f"]
+    spec_yours, spat_yours = fd_yours.spectral(x1), fd_yours.spatial(x1)
+yours_diff = float((fused_yours - direct).abs().max())
+print(f"{whose(MyFDFM, 'FDFM')}: max |fused − walk's model output| = {yours_diff:.2e}")
+torch.testing.assert_close(fused_yours, direct, atol=1e-5, rtol=1e-4)
+fig = viz.show_images({"IR crop": ir, "VI crop": vi,
+                       "stage 1 spectral path (ch-mean)": _norm(spec_yours[0].mean(0)),
+                       "stage 1 spatial CB (ch-mean)": _norm(spat_yours[0].mean(0)),
+                       "fused": fused_yours}, ncols=5, panel_size=2.4)
+fig.suptitle(f"RPFNet with {whose(MyFDFM, 'FDFM')} — {walk_label}", fontsize="small")
+viz.save_figure(fig, out_dir, "fdfm_yours")
 fig
 
 # %% [markdown]
@@ -550,44 +576,6 @@ pd.DataFrame(exp).T.round(4)
 
 # %%
 show(rpfnet_mask)
-
-# %% [markdown]
-# ### Exercise 3 · the adaptive mask w (Eq. 9, code form)
-#
-# Write `my_rpfnet_mask(ir, vi, *, form="code", return_saliency=False)`: S_M = σ((D − mean D)/std D) with
-# D = IR − VI, S_IR = σ((IR − mean IR)/std IR), statistics over the whole tensor (`x.mean()`, `x.std()`);
-# S_en = (S_IR(1 + S_M) + S_M(1 + S_IR))/2 for `form="code"`, with `1 − ·` for `"paper"`;
-# w = (S_en > S_en.mean() + S_en.std()) as a float tensor of the input's dtype.
-
-# %% tags=["exercise"]
-from fusionlib.losses.rpfnet import rpfnet_mask as my_rpfnet_mask
-
-# %% tags=["check"]
-import torch
-from fusionlib.labs import check_exercise
-from fusionlib.losses.rpfnet import rpfnet_mask
-check_exercise(my_rpfnet_mask, rpfnet_mask,
-               inputs=lambda g: (torch.rand(2, 1, 16, 16, generator=g), torch.rand(2, 1, 16, 16, generator=g)),
-               hint="z-scores with the statistics of the whole batch tensor; sigmoid; threshold at mean + std of S_en")
-
-# %% [markdown]
-# ### Exercise 4 · the frequency contrastive loss L_c (Eqs. 10–12, code negatives)
-#
-# Write `my_frequency_contrastive_loss(fused, ir, vi, w=None, *, negatives="code", eps=None,
-# return_parts=False)` with `d(a, b) = mean |fft2(a) − fft2(b)|` (`spectral_l1`): numerator
-# d(Fw, IRw) + d(Fw̄, VIw̄); denominator d(Fw, IRw̄) + d(Fw, VIw) + d(Fw̄, IRw̄) + d(Fw̄, VIw) + 1e-10
-# (paper: the last two are d(Fw̄, IRw) + d(Fw̄, VIw̄), ε = 1e-9). w defaults to `rpfnet_mask(ir, vi)`.
-
-# %% tags=["exercise"]
-from fusionlib.losses.rpfnet import frequency_contrastive_loss as my_frequency_contrastive_loss
-
-# %% tags=["check"]
-import torch
-from fusionlib.labs import check_exercise
-from fusionlib.losses.rpfnet import frequency_contrastive_loss
-check_exercise(my_frequency_contrastive_loss, frequency_contrastive_loss,
-               inputs=lambda g: tuple(torch.rand(2, 1, 16, 16, generator=g) for _ in range(3)),
-               hint="w̄ = 1 − w; every distance is spectral_l1 of two masked images; return positives / (negatives + eps)")
 
 # %% [markdown]
 # The terms for the baselines on a night crop (the mask computed on the crop). The perfect masked
