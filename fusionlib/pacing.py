@@ -207,7 +207,8 @@ def _git_commit() -> str:
 
 def measure(runs: str | Path, *, note: str = "") -> dict[str, Any]:
     """Per-section compute times of every executed notebook ``<runs>/<nb>/<nb>.ipynb`` (run by
-    ``python -m fusionlib.runner``), with the machine this is called on, the runs' dates and the commit.
+    ``python -m fusionlib.runner``), with the machine this is called on, each run's start time and the
+    checkout's commit when this is called (measure right after the runs, on the machine that ran them).
 
     Raises:
         FileNotFoundError: no executed notebook under ``runs``.
@@ -273,6 +274,10 @@ def _lab_cpu_line(stem: str, weights_dir: str | Path | None) -> str:
             f"`lab` recipe of {where} was not run on a CPU.")
 
 
+def _minutes(m: float) -> str:
+    return f"{m:.0f}" if m >= 0.5 else "<1"
+
+
 def map_markdown(nb: str, *, times: dict[str, Any] | None = None,
                  weights_dir: str | Path | None = None) -> str:
     """The map of one notebook as markdown: one table (section, core/appendix, our reading estimate and, when
@@ -289,7 +294,7 @@ def map_markdown(nb: str, *, times: dict[str, Any] | None = None,
              "|---|---|---|---|" + ("---|" if measured else "")]
     for s in secs:
         row = (f"| {s.key if s.key != s.heading else '–'} | {s.title} | "
-               f"{'**core**' if s.key in core else 'appendix'} | {s.read_minutes:.0f} |")
+               f"{'**core**' if s.key in core else 'appendix'} | {_minutes(s.read_minutes)} |")
         if measured:
             t = measured["sections"].get(s.key)
             row += f" {'–' if t is None else f'{t:.1f}'} |"
