@@ -2,7 +2,8 @@
 
 Each notebook ``notebooks/NN_name.ipynb`` runs with parameters ``profile``, ``out_dir`` (and
 ``data_root`` when given) into ``runs/NN_name/``: the executed notebook, its figures and
-``results.json``. ``make run`` and ``tests/test_notebooks.py`` both go through here.
+``results.json``. A notebook that reads the other notebooks' runs (06_benchmark's ``runs_dir``) is
+pointed at the same ``--out`` folder. ``make run`` and ``tests/test_notebooks.py`` both go through here.
 
 Before a notebook runs, what its previous run left in ``runs/NN_name/`` (results, figures, weights) is
 moved to ``runs/NN_name/.previous/``, so nothing of an old run is mistaken for the new one's; the
@@ -142,6 +143,14 @@ def parse_param_value(text: str) -> Any:
         return text
 
 
+def _declared_parameters(nb: Path) -> set[str]:
+    """Names assigned in the notebook's ``parameters`` cell (empty when it has none)."""
+    cells = json.loads(nb.read_text(encoding="utf-8")).get("cells", [])
+    src = next(("".join(c.get("source", "")) for c in cells
+                if "parameters" in c.get("metadata", {}).get("tags", [])), "")
+    return {m.split("=")[0].strip() for m in src.splitlines() if "=" in m and m[:1].isidentifier()}
+
+
 def run_notebook(nb: str | Path, out_root: str | Path, *, profile: str = "auto",
                  parameters: dict[str, Any] | None = None, progress: bool = True,
                  timeout: int | None = None) -> Path:
@@ -161,6 +170,8 @@ def run_notebook(nb: str | Path, out_root: str | Path, *, profile: str = "auto",
     out_dir.mkdir(parents=True, exist_ok=True)
     _set_aside_previous(out_dir)
     params = {"profile": resolve_profile(profile), "out_dir": str(out_dir.resolve())}
+    if "runs_dir" in _declared_parameters(nb):  # 06 reads the paper notebooks' runs: those of this out_root
+        params["runs_dir"] = str(Path(out_root).resolve())
     params.update(parameters or {})
     # Widgets draw their static fallback in batch runs; figures do not need a display.
     os.environ.setdefault("FUSIONLIB_STATIC_WIDGETS", "1")
