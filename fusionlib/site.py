@@ -385,7 +385,7 @@ def markdown_html(text: str, *, inline: bool = False) -> str:
 
 _SHOW_CALL = re.compile(r"(?<![\w.])(?:nb\.)?show\(\s*([A-Za-z_][\w.]*)\s*\)")
 _EXERCISE_HEAD = re.compile(r"\s*#{1,6}\s*(Exercise\b[^\n]*)", re.IGNORECASE)  # the cell's first line
-_FOLD_TAGS = ("exercise", "check")
+_FOLD_TAGS = ("exercise", "check", "hint")  # "hint": the folded hints between a task and its cell
 
 
 def _plain_inline(md: str) -> str:
@@ -410,7 +410,7 @@ def mark_folds(nb: Any) -> int:
     Sets ``cell.metadata["fusionlib_fold_open"]`` (the ``<summary>`` HTML) on the first cell of a fold and
     ``cell.metadata["fusionlib_fold_close"] = True`` on its last; the page template wraps the cells in
     between in one closed ``<details>``. An exercise section is an ``Exercise ...`` heading cell plus the
-    cells right after it tagged ``exercise``/``check`` (tagged cells without a heading fold on their own).
+    cells right after it tagged ``exercise``/``check``/``hint`` (tagged cells without a heading fold on their own).
     Returns the number of folds.
     """
     cells = nb.cells

@@ -285,6 +285,19 @@ def test_folds_exercises_without_a_heading_and_not_plt_show():
     assert "raised an error" not in nb.cells[4].metadata["fusionlib_fold_open"]
 
 
+def test_an_exercise_fold_keeps_its_hints():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("### Exercise · the coupling (Eq. 2)"),
+                nbformat.v4.new_markdown_cell("<details><summary>Hint 1</summary>no answer</details>",
+                                              metadata={"tags": ["hint"]}),
+                nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["exercise"]}),
+                nbformat.v4.new_code_cell("check()", metadata={"tags": ["check"]}),
+                nbformat.v4.new_markdown_cell("**With your coupling.**")]
+    assert site.mark_folds(nb) == 1
+    assert nb.cells[0].metadata.get("fusionlib_fold_open") and nb.cells[3].metadata.get("fusionlib_fold_close")
+    assert not nb.cells[4].metadata.get("fusionlib_fold_open")
+
+
 def test_notebook_methods_match_the_registry():
     from fusionlib.methods import METHODS
 

@@ -386,7 +386,7 @@ show(MPSA)
 #
 # The notebook then runs the network's MPSAs with **your** class in the MMFM walk below.
 
-# %% [markdown]
+# %% [markdown] tags=["hint"]
 # <details><summary>Hint 1 (maps)</summary>
 #
 # HW pools over C: `_pool(x)` directly. HC pools over W: move W to position 1 first, so the pooled map
@@ -543,7 +543,7 @@ show(FAConv)
 # `self.sin`, `self.gelu`) before the concatenation, in the order of Eq. 11. The notebook then runs the
 # decoder's FAConvs with **your** class.
 
-# %% [markdown]
+# %% [markdown] tags=["hint"]
 # <details><summary>Hint</summary>
 #
 # `Tensor.split(sizes, dim=1)` cuts the channels into parts of the given sizes. X₁ is used twice.

@@ -166,7 +166,7 @@ show(SCA)
 # map passed through `attend` (the softmax module, a probe point), applied to V, back to `(B, C, H, W)`.
 # The notebook then computes the ir → vi attention of the walk below with **your** function.
 
-# %% [markdown]
+# %% [markdown] tags=["hint"]
 # <details><summary>Hint 1</summary>
 #
 # Channel c of head j is channel j·C/h + c. Give each head a (C/h, H·W) matrix: `einops.rearrange` with

@@ -195,7 +195,7 @@ show(MPAFM)
 # the keys `"w1"`, `"w2"`, `"A"` (the attention figures of §8 read them). The notebook then runs the
 # walk's network with **your** MPAFM in all five of its places.
 
-# %% [markdown]
+# %% [markdown] tags=["hint"]
 # <details><summary>Hint 1</summary>
 #
 # The softmax of Eq. 2 is over the two maps that `self.select` makes (dimension 1); `.split(1, dim=1)`

@@ -257,7 +257,7 @@ show(FDFM)
 # domain at the input's size; `forward` adds the spatial branch. `linear_only=True` skips BN and ReLU.
 # The check shares the weights of the reference; then the notebook runs the network with **your** FDFM.
 
-# %% [markdown]
+# %% [markdown] tags=["hint"]
 # <details><summary>Hint 1</summary>
 #
 # `torch.fft.rfft2` keeps W//2 + 1 frequencies of the last axis; a complex tensor has `.real` and `.imag`.

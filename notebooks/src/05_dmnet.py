@@ -271,7 +271,7 @@ fig
 # The check compares both methods with the reference on the same weights; then the notebook builds the
 # three-layer DIB cascade with **your** coupling and inverts the real DTB features with it.
 
-# %% [markdown]
+# %% [markdown] tags=["hint"]
 # <details><summary>Hint 1 (forward)</summary>
 #
 # The layers are `self.shuffle`, `self.phi`, `self.rho`, `self.eta`; a tensor splits into two halves along
@@ -320,7 +320,8 @@ assert float(err_yours.max()) < 1e-9, "the cascade built from the returned coupl
 fig = viz.show_images({"x: DTB features (mean)": _norm(dtb_walk[0].mean(0)),
                        "DIB(x) (mean)": _norm(g_x[0].mean(0).float()),
                        "DIB⁻¹(DIB(x)) (mean)": _norm(back_yours[0].mean(0).float()),
-                       "|DIB⁻¹(DIB(x)) − x| ×1e12": (err_yours[0].mean(0) * 1e12).float()}, ncols=4, panel_size=2.6)
+                       f"|DIB⁻¹(DIB(x)) − x| / {float(err_yours.max()):.1e}":
+                           (err_yours[0].mean(0) / err_yours.max().clamp(min=1e-30)).float()}, ncols=4, panel_size=2.6)
 fig.suptitle(f"{whose(MyAffineCoupling, 'affine coupling')} in the 3-layer DIB cascade: forward, then inverse",
              fontsize="small")
 viz.save_figure(fig, out_dir, "coupling_yours")
