@@ -999,6 +999,28 @@ def _checkpoint(model: nn.Module, optimizers: Mapping[str, Any], schedulers: Map
     return ckpt
 
 
+_BUDGET_FIELDS = ("recipe.max_steps", "recipe.epochs")
+
+
+def _budget_extension(saved: Mapping[str, Any], now: Mapping[str, Any], changed: Sequence[str]) -> bool:
+    """True when the only change is a larger step/epoch budget of a recipe without an lr schedule.
+
+    Such a run continues the checkpoint's: with a constant learning rate the steps already taken are the
+    ones the longer run takes first (each epoch's crops are seeded by its number). A schedule (cosine, step)
+    depends on the total, so a changed budget of a scheduled recipe is another run.
+    """
+    if not changed or any(k not in _BUDGET_FIELDS for k in changed):
+        return False
+    if now["recipe"].get("scheduler", "none") not in (None, "none"):
+        return False
+    for k in changed:
+        field = k.split(".", 1)[1]
+        old, new = saved["recipe"].get(field), now["recipe"].get(field)
+        if old is None or new is None or not new > old:
+            return False
+    return True
+
+
 def _check_same_run(ckpt: Mapping[str, Any], identity: Mapping[str, Any], path: Path) -> None:
     """Refuse to resume a checkpoint written by another run (see :func:`run_identity`)."""
     saved_digest = ckpt["meta"].get("run_digest")
@@ -1017,6 +1039,11 @@ def _check_same_run(ckpt: Mapping[str, Any], identity: Mapping[str, Any], path: 
             changed += [f"recipe.{k}" for k in sorted(set(saved["recipe"]) | set(now["recipe"]))
                         if saved["recipe"].get(k) != now["recipe"].get(k)]
         if not changed:  # only fields added since (absent there, None here): the same run, written by older code
+            return
+        if _budget_extension(saved, now, changed):
+            print(f"fit: {path} continues with a larger budget ("
+                  + ", ".join(f"{k} {saved['recipe'].get(k.split('.', 1)[1])} -> {now['recipe'].get(k.split('.', 1)[1])}"
+                              for k in changed) + "; constant learning rate, so the steps already taken stand)")
             return
         diff = f" (different: {', '.join(changed)})"
     raise ResumeMismatchError(

@@ -283,7 +283,8 @@ def publish(method: str, *, runs: str | Path = "runs", weights_dir: str | Path =
         total = round(sum(float(e.get("seconds", 0.0)) for e in epochs), 1)
         if total > record["wall_seconds"] + 60:
             record["process_seconds"] = record["wall_seconds"]
-            record["resumed"] = "interrupted and resumed from its checkpoint; wall_seconds sums every process"
+            record["resumed"] = ("resumed from its checkpoint (an interrupted run, or a shorter run whose budget "
+                                 "grew); wall_seconds sums every process")
         record["wall_seconds"] = max(total, record["wall_seconds"])
     digest = sha256(dst)
     old = man["weights"].get(method, {})

@@ -543,3 +543,22 @@ def test_corrupt_checkpoint_and_stale_temporaries(tmp_path, capsys):
     msg = str(e.value)
     assert "last.pt" in msg and "damaged or truncated" in msg and "Delete it" in msg
     assert "weights_only=False" not in msg
+
+
+def test_resume_extends_a_constant_lr_run_with_a_larger_budget(tmp_path, capsys):
+    """A larger max_steps of a recipe without a schedule continues the checkpoint; a scheduled one is refused."""
+    from fusionlib.recipes import Recipe
+    from fusionlib.train import ResumeMismatchError
+
+    short, longer = Recipe(max_steps=4, lr=1e-2), Recipe(max_steps=8, lr=1e-2)
+    run_fit(tmp_path, epochs=1, run={"method": "tiny", "profile": "cpu", "recipe": short})
+    _, _, h = run_fit(tmp_path, epochs=2, run={"method": "tiny", "profile": "cpu", "recipe": longer})
+    assert [r["epoch"] for r in h.epochs] == [1, 2]
+    assert "larger budget (recipe.max_steps 4 -> 8" in capsys.readouterr().out
+    # a smaller budget, or a budget change of a scheduled recipe, is another run
+    with pytest.raises(ResumeMismatchError, match="recipe.max_steps"):
+        run_fit(tmp_path, epochs=3, run={"method": "tiny", "profile": "cpu", "recipe": short})
+    sched = tmp_path / "sched"
+    run_fit(sched, epochs=1, run={"method": "tiny", "recipe": dataclasses.replace(short, scheduler="cosine")})
+    with pytest.raises(ResumeMismatchError, match="recipe.max_steps"):
+        run_fit(sched, epochs=2, run={"method": "tiny", "recipe": dataclasses.replace(longer, scheduler="cosine")})
