@@ -42,6 +42,7 @@ __all__ = [
     "format_count",
     "count_flops",
     "measure_latency",
+    "bf16_slowdown",
     "peak_memory",
     "profile_model",
     "CPU_MEMORY_NOTE",
@@ -307,6 +308,27 @@ def measure_latency(
         "dtype": str(dtype).removeprefix("torch."),
         "synchronised": sync,
     }
+
+
+def bf16_slowdown(device: torch.device | str = "cpu", *, channels: int = 32, size: int = 64,
+                  repeats: int = 3) -> float:
+    """How many times slower a 3x3 convolution runs in bfloat16 than in float32 on ``device``.
+
+    A probe of well under a second: ``(1, channels, size, size)`` through one ``channels -> channels``
+    conv, median of ``repeats`` timed calls per dtype. Near or below 1 where the hardware has bf16
+    (GPUs, CPUs with AVX512-BF16/AMX); tens where it is emulated, where timing a whole network in
+    bf16 takes minutes and says only that.
+
+    Examples:
+        >>> bf16_slowdown("cpu", channels=4, size=8, repeats=1) > 0
+        True
+    """
+    dev = torch.device(device)
+    conv = nn.Conv2d(channels, channels, 3, padding=1).to(dev).eval()
+    x = torch.rand(1, channels, size, size, device=dev)
+    f32 = measure_latency(conv, x, warmup=1, repeats=repeats)["median_s"]
+    bf = measure_latency(conv.to(torch.bfloat16), x.to(torch.bfloat16), warmup=1, repeats=repeats)["median_s"]
+    return bf / max(f32, 1e-9)
 
 
 def peak_memory(

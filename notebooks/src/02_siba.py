@@ -1223,7 +1223,8 @@ t5.round(3).astype(object).where(t5.notna(), "–")
 # path timed with `sync=False`: on a GPU the clock then stops when the kernels are *queued*, not when
 # they are done, and the frame rate looks far higher than the device can deliver (reading-group
 # question 1); on a CPU every call is synchronous and the two agree. The full MSRS size runs under
-# `lab`/`paper`; smoke uses a 128×128 crop.
+# `lab`/`paper`; smoke uses a 128×128 crop and leaves the bf16 rows out where a one-convolution probe
+# (`profiling.bf16_slowdown`) finds bf16 emulated on the device (a bf16 forward of SIBA then takes minutes).
 
 # %%
 speed_model = (released if released is not None else NET).eval()
@@ -1234,6 +1235,8 @@ xi_ir, xi_vi = (t[..., ys:ys + hh, xs:xs + ww].to(S.device) for t in (ir_n, vi_n
 m32 = speed_model.to(S.device)
 m16 = copy.deepcopy(speed_model).to(device=S.device, dtype=torch.bfloat16)
 reps = dict(warmup=1, repeats=3 if B["latency_full"] else 2)
+bf16_ratio = profiling.bf16_slowdown(S.device)   # bf16 / float32 time of one 3x3 convolution on this device
+time_bf16 = B["latency_full"] or bf16_ratio < 4
 prec_rows = []
 with torch.inference_mode():
     ref = m32.forward_fast(xi_ir, xi_vi).float().clamp(0, 1)
@@ -1242,6 +1245,8 @@ with torch.inference_mode():
             ("bfloat16", "forward_fast", "synchronised"): (FastForward(m16), (xi_ir.bfloat16(), xi_vi.bfloat16()), {}),
             ("autocast bf16", "forward", "synchronised"): (m32, (xi_ir, xi_vi), {"autocast": torch.bfloat16}),
             ("float32", "forward_fast", "NOT synchronised"): (FastForward(m32), (xi_ir, xi_vi), {"sync": False})}
+    if not time_bf16:
+        runs = {k: v for k, v in runs.items() if "bf16" not in k[0] and k[0] != "bfloat16"}
     for (prec, path, sync), (fn, args, kw) in runs.items():
         r = profiling.measure_latency(fn, *args, **reps, **kw)
         if prec == "float32":  # the reference itself: no second forward
@@ -1254,7 +1259,13 @@ with torch.inference_mode():
 speed_model.to("cpu")
 del m16
 prec_table = pd.DataFrame(prec_rows)
-print(f"{speed_label}, {hh}x{ww} night pair, {S.device}, {torch.get_num_threads()} threads")
+print(f"{speed_label}, {hh}x{ww} night pair, {S.device}, {torch.get_num_threads()} threads; "
+      f"bf16 probe: a 3x3 convolution takes {bf16_ratio:.1f}x its float32 time here")
+if not time_bf16:
+    display(Markdown(f"**bf16 not timed at `{S.profile}` on this device:** the probe's bf16 convolution runs "
+                     f"{bf16_ratio:.0f}x slower than float32 (bf16 is emulated here), so a bf16 forward of SIBA "
+                     "would take minutes and show only that. `lab`/`paper` time it anyway; a GPU, or a CPU with "
+                     "AVX512-BF16 or AMX, shows what bf16 buys."))
 ref_spread = float(ref.std()) * 255
 if ref_spread < 1.0:   # a black or flat output: every precision clamps to the same image, |Δ| says nothing
     display(Markdown(f"**Not a precision test:** the float32 output of {speed_label} is almost constant (standard "
@@ -1262,7 +1273,7 @@ if ref_spread < 1.0:   # a black or flat output: every precision clamps to the s
                      "whatever bf16 does. Read them with a trained network (shipped weights or `checkpoint`)."))
 RESULTS["efficiency"]["precision_reference_std_grey"] = ref_spread
 RESULTS["efficiency"]["precision"] = {"size": [hh, ww], "device": str(S.device), "weights": speed_label,
-                                      "rows": prec_rows}
+                                      "rows": prec_rows, "bf16_probe_slowdown": bf16_ratio, "bf16_timed": time_bf16}
 prec_table.round(3)
 
 # %% [markdown]
