@@ -291,6 +291,7 @@ axes[8].axis("off")
 fig.suptitle(f"ir → vi channel maps from {whose(my_channel_attention, 'channel attention')} "
              f"(untrained SIBA, seed {seed})", fontsize="small")
 viz.save_figure(fig, out_dir, "attention_yours")
+plt.close(fig)
 fig
 
 # %% [markdown]
