@@ -32,11 +32,12 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fusionlib.gitinfo import checkout_commit
 
 __all__ = ["Section", "Plan", "PLANS", "TIMES", "WORDS_PER_MIN", "CODE_LINES_PER_MIN", "notebook_stem",
            "sections", "core_sections", "measure", "load_times", "map_markdown", "show_map", "main"]
@@ -195,16 +196,6 @@ def _section_times(executed: dict) -> dict[str, float]:
     return {k: round(v, 1) for k, v in times.items()}
 
 
-def _git_commit() -> str:
-    try:
-        c = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "notebooks", "fusionlib"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return c.stdout.strip() + (" (notebooks or fusionlib modified)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-
-
 def measure(runs: str | Path, *, note: str = "") -> dict[str, Any]:
     """Per-section compute times of every executed notebook ``<runs>/<nb>/<nb>.ipynb`` (run by
     ``python -m fusionlib.runner``), with the machine this is called on, each run's start time and the
@@ -237,7 +228,7 @@ def measure(runs: str | Path, *, note: str = "") -> dict[str, Any]:
         "machine": (f"{platform.machine()} {platform.processor() or ''}".strip()
                     + f", {os.cpu_count()} CPU cores"),
         "measured": _dt.date.today().isoformat(),
-        "commit": _git_commit(),
+        "commit": checkout_commit(("notebooks", "fusionlib"), REPO),
         "note": note,
         "notebooks": nbs,
     }

@@ -1002,23 +1002,27 @@ def _checkpoint(model: nn.Module, optimizers: Mapping[str, Any], schedulers: Map
 _BUDGET_FIELDS = ("recipe.max_steps", "recipe.epochs")
 
 
-def _budget_extension(saved: Mapping[str, Any], now: Mapping[str, Any], changed: Sequence[str]) -> bool:
-    """True when the only change is a larger step/epoch budget of a recipe without an lr schedule.
+def _budget_extension(saved: Mapping[str, Any], now: Mapping[str, Any], changed: Sequence[str]) -> str | None:
+    """``"recipe.max_steps 600 -> 900"`` when the only change is a larger step/epoch budget of a recipe
+    without an lr schedule, else None.
 
-    Such a run continues the checkpoint's: with a constant learning rate the steps already taken are the
-    ones the longer run takes first (each epoch's crops are seeded by its number). A schedule (cosine, step)
-    depends on the total, so a changed budget of a scheduled recipe is another run.
+    Such a run goes on from the checkpoint: with a constant learning rate the steps already taken stand. It
+    equals a run trained with the larger budget from the start when each epoch's step cut
+    (:func:`fusionlib.recipes.recipe_epochs`) is the same for both budgets, as when epochs are whole passes
+    over the data; a scheduled recipe (cosine, step) depends on the total, so its budget change is another run.
     """
     if not changed or any(k not in _BUDGET_FIELDS for k in changed):
-        return False
+        return None
     if now["recipe"].get("scheduler", "none") not in (None, "none"):
-        return False
+        return None
+    grown = []
     for k in changed:
         field = k.split(".", 1)[1]
         old, new = saved["recipe"].get(field), now["recipe"].get(field)
         if old is None or new is None or not new > old:
-            return False
-    return True
+            return None
+        grown.append(f"{k} {old} -> {new}")
+    return ", ".join(grown)
 
 
 def _check_same_run(ckpt: Mapping[str, Any], identity: Mapping[str, Any], path: Path) -> None:
@@ -1040,10 +1044,10 @@ def _check_same_run(ckpt: Mapping[str, Any], identity: Mapping[str, Any], path: 
                         if saved["recipe"].get(k) != now["recipe"].get(k)]
         if not changed:  # only fields added since (absent there, None here): the same run, written by older code
             return
-        if _budget_extension(saved, now, changed):
-            print(f"fit: {path} continues with a larger budget ("
-                  + ", ".join(f"{k} {saved['recipe'].get(k.split('.', 1)[1])} -> {now['recipe'].get(k.split('.', 1)[1])}"
-                              for k in changed) + "; constant learning rate, so the steps already taken stand)")
+        grown = _budget_extension(saved, now, changed)
+        if grown:
+            print(f"fit: {path} continues with a larger budget ({grown}; constant learning rate, so the steps "
+                  f"already taken stand)")
             return
         diff = f" (different: {', '.join(changed)})"
     raise ResumeMismatchError(

@@ -20,12 +20,13 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fusionlib.gitinfo import checkout_commit
 
 __all__ = ["ShippedSpec", "SHIPPED", "WEIGHTS_DIR", "MANIFEST", "sha256", "load_manifest", "shipped_weights",
            "shipped_record", "shipped_label", "describe_record", "resolve_weights", "shipped_model", "network_for", "train_shipped", "evaluate_weights", "publish",
@@ -67,18 +68,6 @@ def sha256(path: str | Path) -> str:
     from fusionlib.data.checks import sha256_file
 
     return sha256_file(path)
-
-
-def _git_commit() -> str:
-    root = WEIGHTS_DIR.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "fusionlib"], cwd=root, capture_output=True,
-                               text=True, check=True).stdout.strip()
-        return commit + (" (fusionlib modified)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
 
 
 def load_manifest(weights_dir: str | Path = WEIGHTS_DIR) -> dict[str, Any]:
@@ -191,7 +180,7 @@ def train_shipped(method: str, *, runs: str | Path = "runs", device: str = "auto
 
     spec = SHIPPED[method]
     out = Path(runs) / "weights" / method
-    commit = _git_commit()
+    commit = checkout_commit(("fusionlib",), WEIGHTS_DIR.parent)
     started = _dt.datetime.now().isoformat(timespec="seconds")
     dev = resolve_device(device)
     trained = train_method(method, spec.profile, out_dir=out, device=dev, seed=seed, progress=progress,
