@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["parse_percent", "build_notebook", "build_all", "carry_checked_outputs", "is_checked", "CHECK_MARKER",
+__all__ = ["SOURCE_DIR", "source_cells", "source_text", "parse_percent", "build_notebook", "build_all", "carry_checked_outputs", "is_checked", "CHECK_MARKER",
            "main"]
 
 _MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
@@ -69,6 +69,20 @@ def parse_percent(text: str) -> list[dict]:
             lines = [ln[2:] if ln.startswith("# ") else ln[1:] if ln.startswith("#") else ln for ln in lines]
         out.append({"type": c["type"], "source": "\n".join(lines), "tags": c["tags"]})
     return out
+
+
+#: The repository's notebook sources (``notebooks/src``).
+SOURCE_DIR = Path(__file__).resolve().parent.parent / "notebooks" / "src"
+
+
+def source_cells(stem: str, src_dir: str | Path = SOURCE_DIR) -> list[dict]:
+    """The cells of ``<src_dir>/<stem>.py`` (:func:`parse_percent`), e.g. ``source_cells("02_siba")``."""
+    return parse_percent((Path(src_dir) / f"{stem}.py").read_text(encoding="utf-8"))
+
+
+def source_text(stem: str, kind: str, src_dir: str | Path = SOURCE_DIR) -> str:
+    """The sources of every ``kind`` (``"markdown"`` or ``"code"``) cell of a notebook, joined by newlines."""
+    return "\n".join(c["source"] for c in source_cells(stem, src_dir) if c["type"] == kind)
 
 
 def build_notebook(src: str | Path, stored: nbformat.NotebookNode | None = None) -> nbformat.NotebookNode:

@@ -38,12 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from fusionlib.gitinfo import checkout_commit
+from fusionlib.nbsource import SOURCE_DIR
 
 __all__ = ["Section", "Plan", "PLANS", "TIMES", "WORDS_PER_MIN", "CODE_LINES_PER_MIN", "notebook_stem",
            "sections", "core_sections", "measure", "load_times", "map_markdown", "show_map", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
-SRC = REPO / "notebooks" / "src"
+SRC = SOURCE_DIR
 TIMES = Path(__file__).resolve().with_name("pacing_times.json")
 #: our estimate of class pace: markdown read aloud and discussed, and code walked through, per minute
 WORDS_PER_MIN = 100

@@ -404,6 +404,14 @@ def _has_error(cell: Any) -> bool:
     return any(o.get("output_type") == "error" for o in cell.get("outputs", []))
 
 
+def _fold(first: Any, last: Any, kind: str, title_html: str, muted: str, after_html: str = "") -> None:
+    """Fold the cells ``first``..``last`` into one closed ``<details>`` whose summary reads
+    "<kind> <title_html> <muted, escaped><after_html>" (the page template reads the two metadata keys)."""
+    first.metadata["fusionlib_fold_open"] = (f'<span class="fl-kind">{kind}</span> {title_html}'
+                                             f'<span class="fl-muted">{html.escape(muted)}</span>{after_html}')
+    last.metadata["fusionlib_fold_close"] = True
+
+
 def mark_folds(nb: Any) -> int:
     """Mark the cells a reader meets folded: ``show(...)`` listings and exercise sections.
 
@@ -435,9 +443,7 @@ def mark_folds(nb: Any) -> int:
             note = (" (" + ", ".join(parts) + ")") if parts else ""
             passed = (f' <span class="fl-ok">{html.escape(checks[0].split(" on inputs")[0][:90])}</span>'
                       if checks else "") + (_ERROR_NOTE if any(_has_error(g) for g in group) else "")
-            c.metadata["fusionlib_fold_open"] = (f'<span class="fl-kind">lab</span> {title}'
-                                                 f'<span class="fl-muted">{html.escape(note)}</span>{passed}')
-            cells[last].metadata["fusionlib_fold_close"] = True
+            _fold(c, cells[last], "lab", title, note, passed)
             n += 1
             i = last + 1
             continue
@@ -448,10 +454,7 @@ def mark_folds(nb: Any) -> int:
                 lines = sum(len((o.get("data", {}).get("text/plain") or o.get("text", "")).splitlines())
                             for o in c.get("outputs", []))
                 size = f" · {lines} lines" if lines > 1 else ""
-                c.metadata["fusionlib_fold_open"] = (f'<span class="fl-kind">source</span> listing of {names}'
-                                                     f'<span class="fl-muted">{size}</span>'
-                                                     + (_ERROR_NOTE if _has_error(c) else ""))
-                c.metadata["fusionlib_fold_close"] = True
+                _fold(c, c, "source", f"listing of {names}", size, _ERROR_NOTE if _has_error(c) else "")
                 n += 1
         i += 1
     return n

@@ -29,7 +29,8 @@ from typing import Any
 from fusionlib.gitinfo import checkout_commit
 
 __all__ = ["ShippedSpec", "SHIPPED", "WEIGHTS_DIR", "MANIFEST", "sha256", "load_manifest", "shipped_weights",
-           "shipped_record", "shipped_label", "describe_record", "resolve_weights", "shipped_model", "network_for", "train_shipped", "evaluate_weights", "publish",
+           "shipped_record", "shipped_label", "describe_record", "resolve_weights", "shipped_model", "network_for",
+           "PickedNetwork", "pick_network", "train_shipped", "evaluate_weights", "publish",
            "check_manifest", "main"]
 
 #: The repository's ``weights/`` folder (beside ``fusionlib/``).
@@ -157,12 +158,47 @@ def network_for(method: str, own_model, profile: str, weights_dir: str | Path = 
     return shipped.to(device), shipped_label(method, weights_dir)
 
 
+@dataclass
+class PickedNetwork:
+    """The network a notebook's inspection and evaluation sections show (:func:`pick_network`)."""
+
+    model: Any                    # eval mode, on the device of the notebook's own model
+    label: str                    # one line for figure titles and tables
+    short: str                    # a few words for legends, e.g. "shipped, lab recipe, 500 steps"
+    record: dict[str, Any] | None  # the manifest record when the shipped network is shown, else None
+
+    @property
+    def shipped(self) -> bool:
+        return self.record is not None
+
+
+def pick_network(method: str, own_model, profile: str, *, own_short: str, weights_dir: str | Path = WEIGHTS_DIR,
+                 where: str = "the sections below") -> PickedNetwork:
+    """:func:`network_for` plus what a notebook prints and labels with it.
+
+    Prints how the shipped network was trained (:func:`describe_record`) when it is the one shown, then
+    ``"the network <where> show: <label>"``. ``own_short`` is the legend label of the notebook's own network.
+    """
+    model, label = network_for(method, own_model, profile, weights_dir)
+    record = shipped_record(method, weights_dir) if model is not own_model else None
+    if record is None:
+        short = own_short
+    else:
+        narrow = (f" {record['config']} (narrow, {record['parameters'] / 1e6:.2g} M parameters)"
+                  if record.get("narrow") else "")
+        short = f"shipped{narrow}, {record['profile']} recipe, {record['steps']:,} steps"
+        print(describe_record(record))
+    print(f"the network {where} show: {label}")
+    return PickedNetwork(model.eval(), label, short, record)
+
+
 def _device_name(device: str) -> str:
     import torch
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"cpu ({platform.processor() or platform.machine()}, {n} thread{'' if n == 1 else 's'})"
 
 
 def train_shipped(method: str, *, runs: str | Path = "runs", device: str = "auto", seed: int = 0,

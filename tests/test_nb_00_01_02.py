@@ -1,5 +1,5 @@
 """Notebooks 00, 01 and 02: the numbers their prose states agree with what the code computes, and the
-sections that show a trained network pick it through ``fusionlib.weights.network_for``.
+sections that show a trained network pick it through ``fusionlib.weights.pick_network``.
 
 Numbers that depend on a training run are generated in the notebooks (a cell that prints markdown); the
 numbers typed into their markdown are facts of the bundle, the architecture or the paper, and are checked
@@ -10,24 +10,21 @@ FLOPs counted on the meta device.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
 from fusionlib import data
-from fusionlib.nbsource import parse_percent
+from fusionlib.nbsource import source_cells, source_text
 
-SRC = Path(__file__).resolve().parents[1] / "notebooks" / "src"
 NOTEBOOKS = {"00_foundations": "tinyfuse", "01_aidfusion": "aidfusion", "02_siba": "siba"}
 
 
-def _cells(stem: str) -> list[dict]:
-    return parse_percent((SRC / f"{stem}.py").read_text())
+_cells = source_cells
 
 
 def _markdown(stem: str) -> str:
-    return "\n".join(c["source"] for c in _cells(stem) if c["type"] == "markdown")
+    return source_text(stem, "markdown")
 
 
 def _numbers(pattern: str, text: str) -> list[str]:
@@ -123,7 +120,7 @@ def test_02_parameters_and_flops_as_the_prose_states():
 @pytest.mark.parametrize("stem", list(NOTEBOOKS))
 def test_sections_pick_the_network_through_weights(stem: str):
     code = "\n".join(c["source"] for c in _cells(stem) if c["type"] == "code")
-    assert f'weights.network_for("{NOTEBOOKS[stem]}"' in code
+    assert f'weights.pick_network("{NOTEBOOKS[stem]}"' in code
     assert 'RESULTS["evaluated_network"] = NET_LABEL' in code
     params = next(c for c in _cells(stem) if "parameters" in c.get("tags", []))
     assert re.search(r"^weights_dir = None", params["source"], re.M), "a weights_dir parameter (tests pass a folder)"

@@ -5,27 +5,24 @@ library, the prose states no measured number that the run prints instead, and th
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
-from fusionlib.nbsource import parse_percent
+from fusionlib.nbsource import source_cells, source_text
 
-SRC = Path(__file__).resolve().parents[1] / "notebooks" / "src"
 NOTEBOOKS = {"lkc_funet": "03_lkc_funet", "rpfnet": "04_rpfnet", "dmnet": "05_dmnet"}
 
 
-def _cells(stem: str) -> list[dict]:
-    return parse_percent((SRC / f"{stem}.py").read_text())
+_cells = source_cells
 
 
 def _markdown(stem: str) -> str:
-    return "\n".join(c["source"] for c in _cells(stem) if c["type"] == "markdown")
+    return source_text(stem, "markdown")
 
 
 def _code(stem: str) -> str:
-    return "\n".join(c["source"] for c in _cells(stem) if c["type"] == "code")
+    return source_text(stem, "code")
 
 
 def _int(text: str) -> int:
@@ -114,7 +111,7 @@ def test_section_headers_are_markdown(stem):
 @pytest.mark.parametrize("method,stem", NOTEBOOKS.items())
 def test_load_or_train_is_wired(method, stem):
     code = _code(stem)
-    assert f'weights.network_for("{method}", net, S.profile, weights_dir=WEIGHTS_DIR)' in code
+    assert f'weights.pick_network("{method}", net, S.profile, own_short=RUN_LABEL, weights_dir=WEIGHTS_DIR' in code
     assert 'RESULTS["evaluated_network"] = NET_LABEL' in code
     assert "save_laziness(tracker.records, out_dir)" in code                   # 06 reads every method's curves
     params = next(c for c in _cells(stem) if "parameters" in c.get("tags", []))["source"]

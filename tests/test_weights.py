@@ -51,7 +51,8 @@ def _fake_shipped(tmp_path: Path, method: str = "tinyfuse") -> Path:
     net = create_model(get_method(method).model)
     torch.save(net.state_dict(), d / f"{method}.pt")
     rec = {"file": f"{method}.pt", "sha256": W.sha256(d / f"{method}.pt"), "profile": "lab", "steps": 3,
-           "device": "cpu", "config": get_method(method).model, "parameters": 1, "narrow": ""}
+           "device": "cpu", "config": get_method(method).model, "parameters": 1, "narrow": "", "wall_seconds": 6.0,
+           "started": "2026-12-07T12:00:00", "commit": "0" * 40, "seed": 0}
     (d / W.MANIFEST).write_text(json.dumps({"schema": 1, "weights": {method: rec}}))
     return d
 
@@ -88,6 +89,18 @@ def test_network_for_uses_the_shipped_network_only_at_smoke(tmp_path):
     assert W.network_for("tinyfuse", own, "lab", d)[0] is own
     net, label = W.network_for("tinyfuse", own, "smoke", tmp_path / "empty")
     assert net is own and "smoke" in label
+
+
+def test_pick_network_labels_and_records_what_it_shows(tmp_path, capsys):
+    d = _fake_shipped(tmp_path)
+    own = create_model("tinyfuse").train()
+    picked = W.pick_network("tinyfuse", own, "smoke", own_short="this run", weights_dir=d, where="§9")
+    out = capsys.readouterr().out
+    assert picked.shipped and picked.model is not own and not picked.model.training
+    assert picked.short.startswith("shipped, lab recipe,") and picked.record["file"] == "tinyfuse.pt"
+    assert "weights/tinyfuse.pt" in out and f"the network §9 show: {picked.label}" in out
+    mine = W.pick_network("tinyfuse", own, "lab", own_short="this run", weights_dir=d)
+    assert not mine.shipped and mine.model is own and mine.short == "this run" and mine.record is None
 
 
 def test_fuse_without_weights_uses_the_shipped_file(tmp_path, capsys):

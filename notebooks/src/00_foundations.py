@@ -315,16 +315,9 @@ if not viz.STATIC:   # JupyterLab: a slider over epochs; under papermill it woul
 
 # %%
 WEIGHTS_DIR = weights_dir or weights.WEIGHTS_DIR
-NET, NET_LABEL = weights.network_for("tinyfuse", net, S.profile, weights_dir=WEIGHTS_DIR)
-SHIPPED = NET is not net
-if SHIPPED:
-    rec = weights.shipped_record("tinyfuse", WEIGHTS_DIR)
-    NET_SHORT = f"shipped, {rec['profile']} recipe, {rec['steps']} steps"
-    print(weights.describe_record(rec))
-else:
-    NET_SHORT = RUN_LABEL
-NET = NET.eval()
-print("the network the sections below show:", NET_LABEL)
+PICKED = weights.pick_network("tinyfuse", net, S.profile, own_short=RUN_LABEL, weights_dir=WEIGHTS_DIR,
+                              where="the sections below")
+NET, NET_LABEL, NET_SHORT, SHIPPED, rec = PICKED.model, PICKED.label, PICKED.short, PICKED.shipped, PICKED.record
 RESULTS["evaluated_network"] = NET_LABEL
 
 # %% [markdown]

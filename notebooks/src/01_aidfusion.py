@@ -309,16 +309,9 @@ if not viz.STATIC:
 
 # %%
 WEIGHTS_DIR = weights_dir or weights.WEIGHTS_DIR
-NET, NET_LABEL = weights.network_for("aidfusion", RUNS["DIILS"]["model"], S.profile, weights_dir=WEIGHTS_DIR)
-SHIPPED = NET is not RUNS["DIILS"]["model"]
-if SHIPPED:
-    rec = weights.shipped_record("aidfusion", WEIGHTS_DIR)
-    NET_SHORT = f"shipped, {rec['profile']} recipe, {rec['steps']} steps"
-    print(weights.describe_record(rec))
-else:
-    NET_SHORT = f"DIILS, {RUN_LABEL}"
-NET = NET.eval()
-print("the network §6-§8 and §10's images show:", NET_LABEL)
+PICKED = weights.pick_network("aidfusion", RUNS["DIILS"]["model"], S.profile, own_short=f"DIILS, {RUN_LABEL}",
+                              weights_dir=WEIGHTS_DIR, where="§6-§8 and §10's images")
+NET, NET_LABEL, NET_SHORT, SHIPPED, rec = PICKED.model, PICKED.label, PICKED.short, PICKED.shipped, PICKED.record
 RESULTS["evaluated_network"] = NET_LABEL
 
 # %% [markdown]

@@ -634,18 +634,13 @@ lazy_tab
 
 # %%
 WEIGHTS_DIR = weights_dir or weights.WEIGHTS_DIR
-NET, NET_LABEL = weights.network_for("siba", net, S.profile, weights_dir=WEIGHTS_DIR)
-SHIPPED = NET is not net
-if SHIPPED:
-    rec = weights.shipped_record("siba", WEIGHTS_DIR)
-    NET_SHORT = f"SIBA shipped ({rec['profile']} recipe, {rec['steps']} steps)"
-    print(weights.describe_record(rec))
-else:
-    NET_SHORT = f"SIBA, {RUN_LABEL}"
-NET = NET.eval()
+PICKED = weights.pick_network("siba", net, S.profile, own_short=f"SIBA, {RUN_LABEL}", weights_dir=WEIGHTS_DIR,
+                              where="§8-§11")
+NET, NET_LABEL, NET_SHORT, SHIPPED, rec = PICKED.model, PICKED.label, PICKED.short, PICKED.shipped, PICKED.record
 with torch.no_grad():
     net_mean = float(NET(ir, vi).mean())
-print(f"the network §8-§11 show: {NET_LABEL}; its mean output on the 64x64 night crop: {net_mean:.4f}")
+NET_SHORT = f"SIBA {NET_SHORT}" if SHIPPED else NET_SHORT   # legends name the method
+print(f"its mean output on the 64x64 night crop: {net_mean:.4f}")
 RESULTS["evaluated_network"] = NET_LABEL
 
 # %% [markdown]

@@ -1018,16 +1018,13 @@ fig
 
 # %%
 WEIGHTS_DIR = weights_dir or weights.WEIGHTS_DIR
-NET, NET_LABEL = weights.network_for("lkc_funet", net, S.profile, weights_dir=WEIGHTS_DIR)
-SHIPPED = NET is not net
+PICKED = weights.pick_network("lkc_funet", net, S.profile, own_short=RUN_LABEL, weights_dir=WEIGHTS_DIR,
+                              where="§9–§11")
+NET, NET_LABEL, NET_SHORT, SHIPPED, rec = PICKED.model, PICKED.label, PICKED.short, PICKED.shipped, PICKED.record
 if SHIPPED:
-    rec = weights.shipped_record("lkc_funet", WEIGHTS_DIR)
     net_recipe = LKC_RECIPES[rec["profile"]]
-    NET_SHORT = f"shipped {rec['config']} (narrow), {rec['profile']} recipe, {rec['steps']} steps"
-    print(f"weights/{rec['file']}: {rec['config']}, {rec['parameters']:,} parameters; {rec['steps']} steps of the "
-          f"{rec['profile']!r} recipe ({net_recipe.batch_size}x{net_recipe.crop_size}² crops of "
-          f"{', '.join(net_recipe.datasets)}), trained on {rec['device']} in {rec['wall_seconds'] / 60:.1f} min, "
-          f"started {rec['started']}, commit {rec['commit'][:12]}, seed {rec['seed']}, sha256 {rec['sha256'][:12]}...")
+    print(f"its recipe's batches: {net_recipe.batch_size} crops of {net_recipe.crop_size}² from "
+          f"{', '.join(net_recipe.datasets)}")
     medical = any(d.startswith("harvard") for d in net_recipe.datasets)
     display(Markdown(
         f"This run trained the full network for {n_steps} steps; the shipped `{rec['config']}` has "
@@ -1037,10 +1034,6 @@ if SHIPPED:
            "notebook's own recipes train on the medical pairs; the paper trains one network per task. So below, "
            "the medical sections (§9, §10, Table 4) show an IVIF-trained network applied to MRI pairs, and Table 5 "
            "(IVIF) shows it in its own domain.")))
-else:
-    NET_SHORT = RUN_LABEL
-NET = NET.eval()
-print("the network §9–§11 show:", NET_LABEL)
 RESULTS["evaluated_network"] = NET_LABEL
 
 # %% [markdown]

@@ -760,18 +760,12 @@ viz.laziness_explorer(tracker.records, relative=True, max_panels=6)
 
 # %%
 WEIGHTS_DIR = weights_dir or weights.WEIGHTS_DIR
-NET, NET_LABEL = weights.network_for("rpfnet", net, S.profile, weights_dir=WEIGHTS_DIR)
-SHIPPED = NET is not net
+PICKED = weights.pick_network("rpfnet", net, S.profile, own_short=RUN_LABEL, weights_dir=WEIGHTS_DIR,
+                              where="the sections below")
+NET, NET_LABEL, NET_SHORT, SHIPPED, rec = PICKED.model, PICKED.label, PICKED.short, PICKED.shipped, PICKED.record
 if SHIPPED:
-    rec = weights.shipped_record("rpfnet", WEIGHTS_DIR)
-    NET_SHORT = f"shipped, {rec['profile']} recipe, {rec['steps']} steps"
-    print(weights.describe_record(rec))
     display(Markdown(f"This run trained {n_steps} steps; the shipped network {rec['steps']:,}, "
                      f"{rec['steps'] / max(n_steps, 1):.3g}× as many."))
-else:
-    NET_SHORT = RUN_LABEL
-NET = NET.eval()
-print("the network the sections below show:", NET_LABEL)
 RESULTS["evaluated_network"] = NET_LABEL
 
 # %% [markdown]

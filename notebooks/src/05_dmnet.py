@@ -655,21 +655,14 @@ lazy_tab
 
 # %%
 WEIGHTS_DIR = weights_dir or weights.WEIGHTS_DIR
-NET, NET_LABEL = weights.network_for("dmnet", net, S.profile, weights_dir=WEIGHTS_DIR)
-SHIPPED = NET is not net
+PICKED = weights.pick_network("dmnet", net, S.profile, own_short=RUN_LABEL, weights_dir=WEIGHTS_DIR,
+                              where="the sections below")
+NET, NET_LABEL, NET_SHORT, SHIPPED, rec = PICKED.model, PICKED.label, PICKED.short, PICKED.shipped, PICKED.record
 if SHIPPED:
-    rec = weights.shipped_record("dmnet", WEIGHTS_DIR)
-    NET_SHORT = (f"shipped {rec['config']} (NARROW, {rec['parameters'] / 1e6:.1f} M parameters), {rec['profile']} "
-                 f"recipe, {rec['steps']} steps")
-    print(weights.describe_record(rec))
     display(Markdown(f"This run trained {B['model']} for {n_steps} steps; the shipped {rec['config']} "
                      f"{rec['steps']:,} steps, {rec['steps'] / max(n_steps, 1):.3g}× as many, with "
                      f"{rec['parameters'] / max(profiling.count_parameters(net), 1):.1f}× the parameters of this run's "
                      f"model and {rec['parameters'] / parts['total']:.2%} of the full configuration's."))
-else:
-    NET_SHORT = RUN_LABEL
-NET = NET.eval()
-print("the network the sections below show:", NET_LABEL)
 RESULTS["evaluated_network"] = NET_LABEL
 
 # %% [markdown]

@@ -441,7 +441,7 @@ if len(LZ):
         ax.set_title(mth, fontsize=9)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
     axes[0][0].set_ylabel("relative ‖ΔW‖ / block max")
     fig.suptitle("laziness of each notebook's own training run (this run's profile)", fontsize=10)
     fig.tight_layout()
