@@ -280,6 +280,32 @@ def show_images(
     return fig
 
 
+def _inset_bounds(box: Sequence[int], shape: tuple[int, int], pad: float = 0.01) -> tuple[float, float, float, float]:
+    """Where the zoom inset of ``box`` = (x, y, w, h) pixels goes in an image of ``shape`` = (H, W):
+    (left, bottom, width, height) in axes fractions (y up, the image's row 0 at the top).
+
+    The inset keeps the box's shape and is as large as possible up to 42 % of the panel, in the
+    image corner farthest from the box that does not overlap it; if no corner inside the image
+    is free (a box covering most of the image), it sits just right of the panel.
+    """
+    x, y, w, h = box
+    H, W = shape
+    # the box in axes fractions, y up
+    bx0, bx1 = x / W, (x + w) / W
+    by0, by1 = 1 - (y + h) / H, 1 - y / H
+    bcx, bcy = (bx0 + bx1) / 2, (by0 + by1) / 2
+    aspect = (h / w) * (W / H)  # keep the crop's shape inside the panel
+    for frac in (0.42, 0.36, 0.30, 0.24, 0.18):
+        iw, ih = (frac, frac * aspect) if aspect <= 1 else (frac / aspect, frac)
+        corners = [(pad, pad), (1 - iw - pad, pad), (pad, 1 - ih - pad), (1 - iw - pad, 1 - ih - pad)]
+        corners.sort(key=lambda c: -math.hypot(c[0] + iw / 2 - bcx, c[1] + ih / 2 - bcy))
+        for cx, cy in corners:
+            if cx + iw <= bx0 or cx >= bx1 or cy + ih <= by0 or cy >= by1:
+                return cx, cy, iw, ih
+    iw, ih = (0.42, 0.42 * aspect) if aspect <= 1 else (0.42 / aspect, 0.42)
+    return 1 + pad, pad, iw, ih
+
+
 def _zoom_inset(ax: Axes, a: np.ndarray, box: Sequence[int], cmap: str | None, color: str, name: str) -> Axes:
     if len(box) != 4:
         raise ValueError(f"zoom must be (x, y, w, h) in pixels, got {box!r}")
@@ -287,10 +313,7 @@ def _zoom_inset(ax: Axes, a: np.ndarray, box: Sequence[int], cmap: str | None, c
     H, W = a.shape[:2]
     if w < 1 or h < 1 or x < 0 or y < 0 or x + w > W or y + h > H:
         raise ValueError(f"zoom box (x={x}, y={y}, w={w}, h={h}) does not fit image {name!r} of size {H}x{W}")
-    frac = 0.42
-    aspect = (h / w) * (W / H)  # keep the crop's shape inside the panel
-    iw, ih = (frac, frac * aspect) if aspect <= 1 else (frac / aspect, frac)
-    ins = ax.inset_axes([1 - iw - 0.01, 0.01, iw, ih])
+    ins = ax.inset_axes(list(_inset_bounds((x, y, w, h), (H, W))))
     _draw_image(ins, a, cmap, interpolation="nearest")
     ins.set_xlim(x - 0.5, x + w - 0.5)
     ins.set_ylim(y + h - 0.5, y - 0.5)
@@ -796,6 +819,13 @@ def plot_radial_psd(
 # --- training curves ---------------------------------------------------------------
 
 
+def _constant_ylim(ax: Axes, levels: Sequence[float]) -> None:
+    """Y axis from 0 to 1.2x the largest |level| (sign kept) for a panel of constant curves, so
+    a constant (e.g. a fixed learning rate) is not drawn on an autoscaled ±4 % axis."""
+    lo, hi = min(0.0, *levels), max(0.0, *levels)
+    ax.set_ylim(1.2 * lo, 1.2 * hi)
+
+
 def plot_history(
     history_records: Any,
     keys: Sequence[str | Sequence[str]] | str | None = ("loss",),
@@ -811,7 +841,8 @@ def plot_history(
     ``keys``: one panel per entry; an entry that is a tuple of keys shares a panel
     (``keys=("loss", ("psnr", "val_psnr"))``); ``None`` = every numeric column but ``x``.
     The x axis is column ``x`` when present, else 1, 2, ...; a key missing from some epochs
-    leaves a gap.
+    leaves a gap. A panel whose curves are all constant (a fixed learning rate) gets a y axis
+    from 0 to 1.2x its value instead of an autoscaled ±4 % one (not with ``logy``).
     """
     import pandas as pd
 
@@ -836,12 +867,18 @@ def plot_history(
         flat = _flat_axes(axes, len(panels), "plot_history")
         fig = flat[0].figure
     for ax, p in zip(flat, panels):
+        flat_levels = []
         for k in p:
             ys = pd.to_numeric(df[k], errors="coerce").to_numpy(dtype=float)
             ax.plot(xs, ys, marker="o", markersize=3, label=k)
+            fin = ys[np.isfinite(ys)]
+            if fin.size and np.ptp(fin) <= 1e-9 * np.abs(fin).max():
+                flat_levels.append(float(fin[0]))
         ax.set_xlabel(x if x in df.columns else "epoch")
         if logy:
             ax.set_yscale("log")
+        elif len(flat_levels) == len(p) and any(flat_levels):
+            _constant_ylim(ax, flat_levels)
         if len(p) > 1:
             ax.legend(frameon=False, fontsize="small")
         else:

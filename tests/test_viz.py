@@ -81,6 +81,34 @@ def test_show_images_zoom_inset_same_box_on_every_panel():
         viz.show_images(imgs, zoom=(15, 2, 6, 5))
 
 
+@pytest.mark.parametrize("corner", ["top-left", "top-right", "bottom-left", "bottom-right"])
+def test_show_images_zoom_inset_never_covers_its_box(corner):
+    H, W, w, h = 48, 64, 14, 10
+    x = 2 if "left" in corner else W - w - 2
+    y = 2 if "top" in corner else H - h - 2
+    fig = viz.show_images({"a": torch.rand(1, H, W)}, zoom=(x, y, w, h))
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    (ins,) = ax.child_axes
+    inset = ins.get_window_extent()
+    (bx0, by0), (bx1, by1) = ax.transData.transform([(x - 0.5, y + h - 0.5), (x + w - 0.5, y - 0.5)])
+    assert inset.x1 <= bx0 or inset.x0 >= bx1 or inset.y1 <= by0 or inset.y0 >= by1, (corner, inset)
+    # inside the panel, in the opposite corner
+    panel = ax.get_window_extent()
+    assert panel.x0 <= inset.x0 and inset.x1 <= panel.x1 and panel.y0 <= inset.y0 and inset.y1 <= panel.y1
+    assert (inset.x0 + inset.x1 > panel.x0 + panel.x1) == ("left" in corner)
+    assert (inset.y0 + inset.y1 > panel.y0 + panel.y1) == ("bottom" in corner)
+
+
+def test_zoom_inset_bounds_shrink_or_leave_the_panel_for_large_boxes():
+    # a box over the middle half: a 42 % inset overlaps it in every corner, a smaller one fits
+    x0, y0, iw, ih = viz._inset_bounds((20, 15, 24, 18), (48, 64))
+    assert iw < 0.42 and not (x0 < 44 / 64 and x0 + iw > 20 / 64 and y0 < 1 - 15 / 48 and y0 + ih > 1 - 33 / 48)
+    # a box over the whole image: the inset sits right of the panel
+    x0, _, _, _ = viz._inset_bounds((0, 0, 64, 48), (48, 64))
+    assert x0 > 1
+
+
 def test_show_images_into_given_axes_and_bad_shapes():
     fig = Figure()
     axes = fig.subplots(1, 3)
@@ -310,6 +338,17 @@ def test_plot_history_panels_and_missing_key():
     assert len(viz.plot_history(hist, keys=None).axes) == 3
     with pytest.raises(KeyError, match="available"):
         viz.plot_history(hist, keys=("accuracy",))
+
+
+def test_plot_history_constant_panel_starts_at_zero():
+    hist = [dict(epoch=e, loss=1 / e, lr=1e-4, lr_aux=5e-5, lr_step=1e-4 / e) for e in range(1, 5)]
+    fig = viz.plot_history(hist, keys=("loss", "lr", ("lr", "lr_aux"), "lr_step"))
+    loss_ax, lr_ax, pair_ax, step_ax = fig.axes
+    assert lr_ax.get_ylim() == pytest.approx((0.0, 1.2e-4))
+    assert pair_ax.get_ylim() == pytest.approx((0.0, 1.2e-4))
+    # varying curves keep the autoscaled axis
+    assert step_ax.get_ylim()[0] > 0 and loss_ax.get_ylim()[0] > 0
+    assert viz.plot_history(hist, keys=("lr",), logy=True).axes[0].get_yscale() == "log"
 
 
 def test_save_figure_writes_png(tmp_path):

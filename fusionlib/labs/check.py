@@ -194,9 +194,13 @@ def _tensor_difference(where: str, got: torch.Tensor, want: torch.Tensor, atol: 
            f"reference {float(want.flatten()[flat]):.4g}).")
     if got.ndim >= 2 and got.shape[1] > 1:
         chans = wrong.transpose(0, 1).reshape(got.shape[1], -1).any(dim=1).nonzero().flatten().tolist()
-        if len(chans) < got.shape[1]:
-            shown = chans if len(chans) <= 12 else chans[:12] + ["..."]
+        shown = chans if len(chans) <= 12 else chans[:12] + ["..."]
+        if len(chans) <= got.shape[1] // 2:  # a few channels wrong: name them and say the rest are right
             msg += f" Only channels {shown} of {got.shape[1]} differ: the others are right."
+        elif len(chans) < got.shape[1]:  # most are wrong: name the ones that are right
+            right = [c for c in range(got.shape[1]) if c not in set(chans)]
+            right_shown = right if len(right) <= 12 else right[:12] + ["..."]
+            msg += f" {len(chans)} of {got.shape[1]} channels differ; only channels {right_shown} are right."
     # Common slips, named when the numbers show them.
     if torch.allclose(got, -want, atol=atol, rtol=rtol):
         msg += " Yours is the reference with the opposite sign."

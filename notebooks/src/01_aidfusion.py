@@ -574,12 +574,13 @@ yours_fa = swap_modules(model, FAConv, MyFAConv)
 with torch.no_grad():
     y_fa = yours_fa.dec[2].body(ff3)
     de3_yours = yours_fa.dec[2](ff3)
-torch.testing.assert_close(de3_yours, model.dec[2](ff3))
+    de3_walk = model.dec[2](ff3)
+torch.testing.assert_close(de3_yours, de3_walk)
 p_, g_ = fa.split
 parts = {"cos(X1) (mean)": y_fa[0, :p_].mean(0), "sin(X1) (mean)": y_fa[0, p_:2 * p_].mean(0),
          "GELU(X2) (mean)": y_fa[0, 2 * p_:].mean(0), "De_3 (mean)": de3_yours[0].mean(0)}
 print(f"{whose(MyFAConv, 'FAConv')}: parts of {p_}, {p_} and {g_} channels; max |De_3 − walk| = "
-      f"{float((de3_yours - model.dec[2](ff3)).abs().max()):.2e}")
+      f"{float((de3_yours - de3_walk).abs().max()):.2e}")
 fig = viz.show_images({k: (v - v.min()) / (v.max() - v.min() + 1e-8) for k, v in parts.items()}, ncols=4, panel_size=2.6)
 fig.suptitle(f"{whose(MyFAConv, 'FAConv')} at level 3 of the fresh network (each panel min-max scaled)", fontsize="small")
 viz.save_figure(fig, out_dir, "faconv_yours")
@@ -974,13 +975,23 @@ fig = viz.plot_radial_psd(shown, title=f"FAConv parts at level 1, radial PSD —
 viz.save_figure(fig, out_dir, "faconv_spectra")
 hi = {k: float(p.reshape(-1, p.shape[-1]).mean(0)[f > 0.25].sum() / p.reshape(-1, p.shape[-1]).mean(0).sum())
       for k, (f, p) in spectra.items()}
-print(f"AIDFusion: {NET_SHORT} | share of power above 0.25 cycles/pixel:", {k: round(v, 4) for k, v in hi.items()})
+
+
+def pct(v: float) -> str:
+    """A share as a percentage with three significant digits (0.0291 %, not 0.03 %)."""
+    return f"{100 * v:.3g} %"
+
+
+print(f"AIDFusion: {NET_SHORT} | share of power above 0.25 cycles/pixel:", {k: pct(v) for k, v in hi.items()})
 RESULTS["faconv_high_freq_share"] = hi
-periodic_higher = hi["cos"] > hi["gelu"] and hi["sin"] > hi["gelu"]
-display(Markdown(f"In this network the cos and sin branches carry {hi['cos']:.2%} and {hi['sin']:.2%} of their power "
-                 f"above 0.25 cycles/pixel, the GELU branch {hi['gelu']:.2%}: "
-                 + ("the periodic branch does move power to higher frequencies here." if periodic_higher else
-                    "here the periodic branch does **not** carry more high-frequency power than the GELU branch.")))
+hf_ratio = {k: hi[k] / hi["gelu"] for k in ("cos", "sin")}
+RESULTS["faconv_high_freq_ratio_to_gelu"] = hf_ratio
+periodic_higher = hf_ratio["cos"] > 1 and hf_ratio["sin"] > 1
+display(Markdown(f"In this network the cos and sin branches carry {pct(hi['cos'])} and {pct(hi['sin'])} of their "
+                 f"power above 0.25 cycles/pixel, the GELU branch {pct(hi['gelu'])}: {hf_ratio['cos']:.2f}× and "
+                 f"{hf_ratio['sin']:.2f}× the GELU share. "
+                 + ("The periodic branch does move power to higher frequencies here." if periodic_higher else
+                    "Here the periodic branch does **not** carry more high-frequency power than the GELU branch.")))
 fig
 
 # %% [markdown]

@@ -957,8 +957,9 @@ viz.save_figure(fig, out_dir, "laziness_rel")
 fig
 
 # %%
-print(f"per block — {RUN_LABEL}")
-viz.laziness_explorer(tracker.records, relative=True, logy=True)
+if not viz.STATIC:   # JupyterLab: a slider over epochs; under papermill it would only repeat the figure above
+    print(f"per block — {RUN_LABEL}")
+    display(viz.laziness_explorer(tracker.records, relative=True, logy=True))
 
 # %% [markdown]
 # ### The frequency response of the large kernels
@@ -1080,7 +1081,8 @@ pd.DataFrame(att_stats).T.round(4)
 fig
 
 # %% [markdown]
-# The explorer: stage and map (sliders in JupyterLab, a static grid under papermill).
+# The explorer: stage and map (sliders in JupyterLab; under papermill the figure above, with its colour bars,
+# is the static view).
 
 # %%
 def _draw_att(*, ax, stage, what):
@@ -1091,7 +1093,8 @@ def _draw_att(*, ax, stage, what):
     ax.axis("off")
 
 
-viz.explorer(_draw_att, stage=[0, 1, 2], what=["w1", "w2", "A"], max_panels=9, ncols=3)
+if not viz.STATIC:   # a static grid would repeat mpafm_maps.png above without its colour bars
+    display(viz.explorer(_draw_att, stage=[0, 1, 2], what=["w1", "w2", "A"], max_panels=9, ncols=3))
 
 # %% [markdown]
 # ## 10 · Fused images and spectra

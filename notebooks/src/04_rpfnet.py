@@ -743,8 +743,9 @@ plt.close(fig)
 fig
 
 # %%
-print(f"per block — {RUN_LABEL}")
-viz.laziness_explorer(tracker.records, relative=True, max_panels=6)
+if not viz.STATIC:   # JupyterLab: a slider over epochs; under papermill it would only repeat the figure above
+    print(f"per block — {RUN_LABEL}")
+    display(viz.laziness_explorer(tracker.records, relative=True, max_panels=6))
 
 # %% [markdown]
 # ### Which network the rest of the notebook shows

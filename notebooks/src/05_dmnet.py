@@ -56,6 +56,7 @@ weights_dir = None      # None: the repository's weights/ (the shipped networks)
 import copy
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -928,6 +929,7 @@ def _centre_crop(a, b, size):
 
 
 rows = []
+undefined: dict = {}        # (metric, why) -> ["set image (method)", ...]: MetricWarnings, summarised below
 t_eval = time.perf_counter()
 for set_name, ds in sets.items():
     names = ds.names[:B["n_eval"]] if B["n_eval"] else ds.names
@@ -937,10 +939,22 @@ for set_name, ds in sets.items():
         for method, fn in methods.items():
             with torch.no_grad():
                 fz = fn(a, b).clamp(0, 1)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", metrics.MetricWarning)
+                vals = _evaluate(fz, a, b)
+            for w in caught:
+                if not issubclass(w.category, metrics.MetricWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)   # not ours to hide
+                    continue
+                metric, _, why = str(w.message).partition(": undefined for ")
+                undefined.setdefault((metric, why.partition(": ")[2]), []).append(f"{set_name} {nm} ({method})")
             rows.append({"set": set_name, "image": nm, "size": f"{a.shape[-2]}x{a.shape[-1]}", "method": method,
-                         **_evaluate(fz, a, b)})
+                         **vals})
 t_eval = time.perf_counter() - t_eval
 ev = pd.DataFrame(rows)
+for (metric, why), where in undefined.items():   # one line per metric instead of a red warning per image
+    print(f"note: {metric} is undefined (NaN, left out of the means) for {len(where)} of {len(ev)} fused images, "
+          f"because {why or 'an image is constant'}: {', '.join(where)}")
 table = ev.groupby(["set", "method"])[COLS].mean()
 size_note = "full images" if B["eval_crop"] is None else f"centre {B['eval_crop'][0]}x{B['eval_crop'][1]} crops"
 print(f"pairs per set: {ev.groupby('set')['image'].nunique().to_dict()} ({size_note}); "
