@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["RunEntry", "find_runs", "flatten", "results_html", "remote_refs", "strip_remote",
-           "render_notebook", "build_site", "main"]
+           "render_notebook", "build_site", "is_tabular", "main"]
 
 MARKER = ".fusionlib-site"
 FIGURE_SUFFIXES = (".png", ".svg")
@@ -309,6 +309,36 @@ def tex_to_html(tex: str, *, display: bool = False) -> str:
 
 
 _EXPORTER: list[type] = []
+_COLUMN_GAP = re.compile(r"\S {2,}(?=\S)")
+
+
+def is_tabular(text: str) -> bool:
+    """Whether a text output is a printed table (``DataFrame.to_string`` and the like): at least two lines
+    with two or more column gaps of 2+ spaces. The page keeps such outputs unwrapped (a wrapped last column
+    reads like data), and lets prose wrap.
+
+    >>> is_tabular("      EN    SF\\nA  5.8  6.4\\nB  6.4  11.7"), is_tabular("one line of prose, wrapped")
+    (True, False)
+    """
+    return sum(len(_COLUMN_GAP.findall(ln)) >= 2 for ln in str(text).splitlines()) >= 2
+
+
+def text_output_html(text: str) -> str:
+    """A text output as ``<pre>`` blocks, one per paragraph (blank-line separated): a printed table
+    (:func:`is_tabular`) gets ``class="fl-nowrap"`` (kept on one line per row, scrolls sideways when wider
+    than the page), prose wraps. ANSI colours become HTML as nbconvert's ``ansi2html`` writes them."""
+    from nbconvert.filters.ansi import ansi2html
+
+    parts = re.split(r"(?<=\n)(?=[ \t]*\n)", str(text))  # a paragraph keeps the newline that ends it
+    blocks: list[list[str]] = []
+    for part in parts:
+        tab = is_tabular(part)
+        if blocks and (not part.strip() or blocks[-1][0] == str(tab)):
+            blocks[-1][1] += part
+        else:
+            blocks.append([str(tab), part])
+    nowrap = ' class="fl-nowrap"'
+    return "".join(f'<pre{nowrap if tab == "True" else ""}>{ansi2html(body)}</pre>' for tab, body in blocks)
 
 
 def _exporter_class() -> type:
@@ -347,6 +377,8 @@ def _exporter_class() -> type:
         def default_filters(self):  # noqa: ANN201 - nbconvert's generator of (name, filter)
             yield from super().default_filters()
             yield ("tex2html", _latex_output_html)
+            yield ("fl_table_class", lambda text: " fl-table" if is_tabular(text) else "")
+            yield ("fl_text_html", text_output_html)
 
     OfflineExporter.MathMLRenderer = MathMLRenderer  # type: ignore[attr-defined]
     _EXPORTER.append(OfflineExporter)
@@ -560,10 +592,14 @@ def _chip(label: str, value: str) -> str:
 
 
 def _networks_html(info: RunInfo) -> str:
-    """The banner's networks line: what the run evaluated and what ``weights/`` ships."""
+    """The banner's networks line: what the run evaluated and what ``weights/`` ships (a shipped network
+    whose line is the same as an evaluated one is listed once)."""
     items = [f"<li><b>{'network the figures show' if what == 'evaluated' else html.escape(what)}</b>: "
              f"{html.escape(label)}</li>" for what, label in info.evaluated]
+    seen = {label for _, label in info.evaluated}
     for m, label in info.shipped:
+        if label and label in seen:
+            continue
         items.append(f"<li><b>{html.escape(m)}</b> in <code>weights/</code>: "
                      + (html.escape(label) if label else
                         "none shipped, so at smoke the notebook shows its own few-step network") + "</li>")
@@ -738,12 +774,14 @@ def _value_html(v: Any) -> str:
 
 
 def headlines(stem: str, results: dict[str, Any]) -> list[tuple[str, Any]]:
-    """``[(name, value)]``: the :data:`HEADLINES` of ``stem`` the run recorded, and its run time."""
+    """``[(name, value)]``: the :data:`HEADLINES` of ``stem`` the run recorded (an empty list, dict or string
+    is left out: "none" is not a headline), and its run time."""
     spec = HEADLINES.get(stem)
     if spec is None:  # an unknown notebook: its top-level scalars and strings
         spec = [(k, k.replace("_", " ")) for k, v in results.items()
                 if k not in _HEADLINE_SKIP and isinstance(v, (int, float, str, bool))][:6]
-    out = [(name, v) for path, name in spec if (v := lookup(results, path)) is not None]
+    out = [(name, v) for path, name in spec
+           if (v := lookup(results, path)) is not None and not (isinstance(v, (list, dict, str)) and not v)]
     for path in _RUNTIME_KEYS:
         v = lookup(results, path)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -790,6 +828,10 @@ _PAGE_CSS = """
  .fl-ok{color:#1e7b3a;margin-left:8px} .fl-bad{color:#b3261e;margin-left:8px;font-weight:600} .fl-fold .fl-muted{margin-left:6px;font-size:13px}
  math[display=block]{margin:.5em 0;overflow-x:auto;overflow-y:hidden} math{font-size:1.08em}
  .fl-tex code{color:#7a4b00;background:#fff6e5}
+ .jp-OutputArea-output pre{word-break:normal;overflow-wrap:anywhere}
+ .jp-OutputArea-output.fl-table{display:block;max-width:calc(100vw - 160px);overflow-x:auto}
+ .jp-OutputArea-output.fl-table pre.fl-nowrap{white-space:pre;overflow-wrap:normal;word-break:normal;overflow-x:auto;
+   font-size:12px}
 </style>
 """
 
@@ -807,6 +849,16 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 {{ super() }}
 {%- if cell.metadata.fusionlib_fold_close -%}</details>{%- endif -%}
 {%- endblock any_cell -%}
+{% block stream_stdout -%}
+<div class="jp-RenderedText jp-OutputArea-output{{ output.text | fl_table_class }}" data-mime-type="text/plain">
+{{- output.text | fl_text_html -}}
+</div>
+{%- endblock stream_stdout %}
+{%- block data_text scoped %}
+<div class="jp-RenderedText jp-OutputArea-output {{ extra_class }}{{ output.data['text/plain'] | fl_table_class }}" data-mime-type="text/plain">
+{{- output.data['text/plain'] | fl_text_html -}}
+</div>
+{%- endblock data_text %}
 {% block data_latex scoped %}
 <div class="jp-RenderedLatex jp-OutputArea-output {{ extra_class }}" data-mime-type="text/latex">
 {{ output.data['text/latex'] | tex2html }}

@@ -352,6 +352,81 @@ def test_banners_name_the_shipped_networks(tmp_path: Path):
     assert 'class="fl-banner fl-lab"' in page and "Smoke run" not in page and "<b>lab</b>" in page
 
 
+def test_banner_lists_a_network_once_and_cards_skip_empty_headlines():
+    """06's banner named every network twice (evaluated and shipped, same line); its card printed
+    "metrics undefined ...: []"."""
+    label = "shipped weights/siba.pt (lab recipe, 500 steps on cpu)"
+    info = site.RunInfo(profile="smoke", evaluated=[("average", "rule (no weights)"), ("siba", label)],
+                        shipped=[("siba", label), ("rpfnet", "shipped weights/rpfnet.pt (lab recipe)"), ("dmnet", "")])
+    nets = site._networks_html(info)
+    assert nets.count(label) == 1 and nets.count("<li>") == 4, nets  # average, siba, rpfnet, dmnet (none)
+    assert "<b>rpfnet</b> in <code>weights/</code>" in nets and "none shipped" in nets
+    other = site.RunInfo(profile="smoke", evaluated=[("siba", "authors' released weights (SIBA_epoch60.pth)")],
+                         shipped=[("siba", label)])
+    assert site._networks_html(other).count("<li>") == 2  # a different network than the shipped one: both
+    rows = dict(site.headlines("06_benchmark", {"evaluation": "smoke: 2 pairs", "undefined_metrics": []}))
+    assert rows == {"what was evaluated": "smoke: 2 pairs"}
+    rows = dict(site.headlines("06_benchmark", {"undefined_metrics": ["DMNet (CC)"]}))
+    assert rows == {"metrics undefined for some method": ["DMNet (CC)"]}
+
+
+def _table_run(runs: Path) -> tuple[str, str]:
+    """A fake run whose notebook prints a pandas table (wide last column) with a prose paragraph after it,
+    and a long prose line as its own output."""
+    import pandas as pd
+
+    d = make_fake_run(runs)
+    nb_path = d / "99_synthetic.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    table = pd.DataFrame({f"metric_{i} ↑": [0.1234 * i, 5.0] for i in range(16)} | {"Nabf_argfix ↓": [0.0, 0.0]},
+                         index=["Average", "SIBA (paper, 361 pairs, tang)"]).round(3).to_string()
+    prose = "a sentence the notebook prints " * 12
+    nb.cells.insert(2, nbformat.v4.new_code_cell("print(table)", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="== msrs · tang ==\n" + table + "\n\nnote: " + prose + "\n"),
+        nbformat.v4.new_output("stream", name="stdout", text=prose + "\n")]))
+    nbformat.write(nb, nb_path)
+    return table, prose
+
+
+def test_printed_tables_are_marked_not_to_wrap(tmp_path: Path):
+    table, prose = _table_run(tmp_path / "runs")
+    assert site.is_tabular(table) and not site.is_tabular(prose) and not site.is_tabular("a  b  c\n")
+    index = site.build_site(tmp_path / "runs", tmp_path / "site", verbose=False, weights_dir=tmp_path / "none")
+    text = (index.parent / "99_synthetic.html").read_text()
+    outs = re.findall(r'<div class="jp-RenderedText jp-OutputArea-output( fl-table)?"[^>]*>(.*?)</div>', text, re.S)
+    tables = [body for marked, body in outs if marked]
+    assert len(tables) == 1 and len(outs) >= 3, outs  # the setup line, the table, the prose line
+    # the table paragraph keeps its rows on one line; the note after it, in the same output, wraps
+    assert re.fullmatch(r'<pre class="fl-nowrap">== msrs · tang ==\n[^<]*Nabf_argfix[^<]*</pre><pre>\nnote: [^<]*</pre>',
+                        tables[0]), tables[0]
+    assert ".fl-table pre.fl-nowrap{white-space:pre;" in text
+
+
+@pytest.mark.site
+def test_printed_table_rows_stay_on_one_line_in_chromium(tmp_path: Path):
+    """In a narrow window the printed table scrolls sideways (each row one line, as printed), prose wraps."""
+    table, prose = _table_run(tmp_path / "runs")
+    index = site.build_site(tmp_path / "runs", tmp_path / "site", verbose=False, weights_dir=tmp_path / "none")
+    browser, pw = _chromium()
+    try:
+        page = browser.new_context(viewport={"width": 700, "height": 800}).new_page()
+        page.goto((index.parent / "99_synthetic.html").resolve().as_uri(), wait_until="load")
+        got = page.evaluate("""(() => { const pre = document.querySelector('.fl-table pre.fl-nowrap');
+            const lh = parseFloat(getComputedStyle(pre).lineHeight);
+            const lines = p => p.getBoundingClientRect().height / lh;
+            const note = document.querySelector('.fl-table pre:not(.fl-nowrap)');
+            const prose = Array.from(document.querySelectorAll('.jp-RenderedText pre'))
+                .find(p => p.innerText.startsWith('a sentence'));
+            return [lines(pre), pre.scrollWidth > pre.clientWidth, lines(prose), lines(note),
+                    note.scrollWidth > note.clientWidth + 1, document.documentElement.scrollWidth]; })()""")
+        rows, scrolls, prose_lines, note_lines, note_scrolls, page_width = got
+        assert round(rows) == len(table.splitlines()) + 1, got  # the title line + the table's rows
+        assert scrolls and prose_lines >= 2 and note_lines >= 3 and not note_scrolls and page_width <= 700, got
+    finally:
+        browser.close()
+        pw.stop()
+
+
 @pytest.mark.site
 def test_reader_sees_math_banner_and_closed_folds_in_chromium(tmp_path: Path):
     """The synthetic site in headless Chromium: formulas drawn as MathML (no ``$`` in the text a reader

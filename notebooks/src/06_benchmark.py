@@ -79,6 +79,7 @@ T0 = time.perf_counter()
 
 # %%
 fusers, origin, lazy_records, train_seconds = {}, {}, {}, {}
+shipped_recs = {}  # the weights/MANIFEST.json record of each shipped network used (its `narrow` field says so)
 for name in NAMES:
     m = get_method(name)
     if not m.needs_weights:
@@ -93,6 +94,7 @@ for name in NAMES:
     elif shipped is not None:  # smoke: the shipped lab-trained network, not a 4-step one
         w = shipped
         origin[name] = weights.shipped_label(name)
+        shipped_recs[name] = weights.shipped_record(name)
     elif w is not None:
         origin[name] = f"{m.notebook} run ({w})"
     else:
@@ -315,22 +317,42 @@ fig
 # %% [markdown]
 # ## 6 · Cost
 #
-# Each row is the network evaluated above (its `weights` column says which); where that is a narrow shipped
-# configuration, a second row counts the paper's full configuration on the meta device (parameters and
-# FLOPs, no latency: it is not run here).
+# Each row is the network evaluated above; its name says which configuration was measured ("narrow …,
+# shipped": the smaller CPU configuration of `weights/`, as `weights/MANIFEST.json` records it; "full size":
+# the paper's) and its `weights` column which file. Where a narrow network was evaluated, a second row counts
+# the paper's full configuration on the meta device (parameters and FLOPs, no latency: it is not run here).
 # Parameters; FLOPs of one forward at 256×256 and 480×640 counted on the meta device (GMAC = fused
 # multiply-adds; GFLOPs = 2 × GMAC, the convention most papers' "FLOPs" use — see the reference
 # notes §7); latency at 256×256 on this run's device; peak memory on CUDA only.
 
 # %%
+def full_model(name):
+    """The paper's full-size network of a method, built on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        return create_model(get_method(name).model)
+
+
+FULL = {n: full_model(n) for n, f in fusers.items() if f.model is not None and get_method(n).model}
+
+
+def cost_name(name, net):
+    """The cost row's name: the method and which network was measured (narrow shipped or full size)."""
+    m, rec = get_method(name), shipped_recs.get(name) or {}
+    if rec.get("narrow"):
+        return f"{m.title}: narrow {rec['config']}, shipped"
+    if name in FULL and profiling.count_parameters(net) != profiling.count_parameters(FULL[name]):
+        return f"{m.title}: {profiling.count_parameters(net) / 1e6:.2f} M-parameter config, not full size"
+    return f"{m.title}: full size"
+
+
 cost_rows = []
 for name, f in fusers.items():
     m = get_method(name)
-    row = {"method": m.title, "weights": origin[name].split(" (")[0]}
     if f.model is None:
-        cost_rows.append({**row, "params": 0})
+        cost_rows.append({"method": m.title, "weights": origin[name], "params": 0})
         continue
     net = f.model
+    row = {"method": cost_name(name, net), "weights": origin[name].split(" (")[0]}
     row["params"] = profiling.count_parameters(net)
     for h, w in B["sizes"]:
         try:
@@ -357,15 +379,11 @@ for name, f in fusers.items():
         f(x, x)
         row["peak_MiB@256"] = torch.cuda.max_memory_allocated() / 2**20
     cost_rows.append(row)
-for name, f in fusers.items():  # a narrow shipped network stands in for a full one: count the full one too
+for name, full in FULL.items():  # a narrow network stands in for a full one: count the full one too
     m = get_method(name)
-    if f.model is None or m.model is None:
+    if profiling.count_parameters(full) == profiling.count_parameters(fusers[name].model):
         continue
-    with torch.device("meta"):
-        full = create_model(m.model)
-    if profiling.count_parameters(full) == profiling.count_parameters(f.model):
-        continue
-    row = {"method": f"{m.title} (full {m.model}: not run here)", "weights": "none (counted on meta)",
+    row = {"method": f"{m.title}: full size {m.model}, not run here", "weights": "none (counted on meta)",
            "params": profiling.count_parameters(full)}
     for h, w in B["sizes"]:
         try:
@@ -434,17 +452,23 @@ for name, recs in lazy_records.items():
 LZ = pd.DataFrame(norm_records)
 if len(LZ):
     meths = list(dict.fromkeys(LZ.method))
-    fig, axes = plt.subplots(1, len(meths), figsize=(3.4 * len(meths), 3.6), squeeze=False, sharey=True)
-    for ax, mth in zip(axes[0], meths):
+    ncols = min(3, len(meths))
+    nrows = -(-len(meths) // ncols)
+    legend_rows = max(-(-LZ[LZ.method == mth].block.nunique() // 2) for mth in meths)  # 2 legend columns
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, nrows * (2.9 + 0.17 * legend_rows)),
+                             squeeze=False, sharey=True, layout="constrained")
+    for ax, mth in zip(axes.flat, meths):
         for blk, d in LZ[LZ.method == mth].groupby("block", sort=False):
             ax.plot(d.epoch, d.normalised, marker="o", ms=3, label=blk)
-        ax.set_title(mth, fontsize=9)
-        ax.set_xlabel("epoch")
+        ax.set_title(mth, fontsize=10)
+        ax.set_xlabel("epoch", fontsize=9)
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
-    axes[0][0].set_ylabel("relative ‖ΔW‖ / block max")
-    fig.suptitle("laziness of each notebook's own training run (this run's profile)", fontsize=10)
-    fig.tight_layout()
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    for ax in axes.flat[len(meths):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("relative ‖ΔW‖ / block max", fontsize=9)
+    fig.suptitle("laziness of each notebook's own training run (this run's profile)", fontsize=11)
     viz.save_figure(fig, out_dir, "laziness_all")
     plt.close(fig)  # shown once, by the cell's value
 else:
@@ -455,7 +479,11 @@ fig
 # %%
 LAZY = {get_method(n).title: summarise(r, threshold=1e-3) for n, r in lazy_records.items() if r}
 RESULTS["laziness_fraction_above_1e-3"] = LAZY
-pd.DataFrame(LAZY).T.round(2)
+# long form: one row per (method, block), each method's own blocks only, every row shown
+LAZY_LONG = pd.DataFrame([{"method": mth, "block": blk, "fraction of epochs above 1e-3": v}
+                          for mth, blocks in LAZY.items() for blk, v in blocks.items()])
+with pd.option_context("display.max_rows", None):
+    display(LAZY_LONG.set_index(["method", "block"]).round(2) if len(LAZY_LONG) else Markdown("no laziness records"))
 
 # %% [markdown]
 # ## 9 · Results
