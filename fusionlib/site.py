@@ -338,7 +338,8 @@ def text_output_html(text: str) -> str:
         else:
             blocks.append([str(tab), part])
     nowrap = ' class="fl-nowrap"'
-    return "".join(f'<pre{nowrap if tab == "True" else ""}>{ansi2html(body)}</pre>' for tab, body in blocks)
+    # the newline after <pre> is the one HTML drops, so a paragraph's own leading blank line stays
+    return "".join(f'<pre{nowrap if tab == "True" else ""}>\n{ansi2html(body)}</pre>' for tab, body in blocks)
 
 
 def _exporter_class() -> type:

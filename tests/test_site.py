@@ -397,7 +397,7 @@ def test_printed_tables_are_marked_not_to_wrap(tmp_path: Path):
     tables = [body for marked, body in outs if marked]
     assert len(tables) == 1 and len(outs) >= 3, outs  # the setup line, the table, the prose line
     # the table paragraph keeps its rows on one line; the note after it, in the same output, wraps
-    assert re.fullmatch(r'<pre class="fl-nowrap">== msrs · tang ==\n[^<]*Nabf_argfix[^<]*</pre><pre>\nnote: [^<]*</pre>',
+    assert re.fullmatch(r'<pre class="fl-nowrap">\n== msrs · tang ==\n[^<]*Nabf_argfix[^<]*</pre><pre>\n\nnote: [^<]*</pre>',
                         tables[0]), tables[0]
     assert ".fl-table pre.fl-nowrap{white-space:pre;" in text
 
