@@ -50,6 +50,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 from IPython.display import Markdown, display
+from tqdm.auto import tqdm
 
 from fusionlib import conformance, data, metrics, paper_numbers, profiling, stats, viz, weights
 from fusionlib.laziness import summarise
@@ -136,7 +137,7 @@ FUSED, SOURCES = {}, {}
 t_fuse = {}
 for ds_name in SETS:
     ds = data.bundled(ds_name, "test", limit=B["n_eval"])
-    for i in range(len(ds)):
+    for i in tqdm(range(len(ds)), desc=f"fusing {ds_name} with {len(fusers)} methods"):
         s = ds[i]
         box = eval_box(ds_name, s["ir"])
         ir, vi = data.crop_box(s["ir"], box)[None], data.crop_box(s["vi"], box)[None]
@@ -346,7 +347,7 @@ def cost_name(name, net):
 
 
 cost_rows = []
-for name, f in fusers.items():
+for name, f in tqdm(fusers.items(), desc="FLOPs and latency per method", total=len(fusers)):
     m = get_method(name)
     if f.model is None:
         cost_rows.append({"method": m.title, "weights": origin[name], "params": 0})
