@@ -77,34 +77,28 @@ def test_check_names_a_scale_slip_and_the_hint():
         check_exercise(Doubled, Scale, init=dict(channels=4), inputs=_inputs, hint="one 1x1 conv")
 
 
-def test_check_names_the_wrong_channels():
-    class OneChannelOff(Scale):
+def _channels_off_from(first: int) -> type:
+    """A ``Scale`` whose output channels ``first..`` are off by one (the ones before it are right)."""
+    class ChannelsOff(Scale):
         def forward(self, x):
             y = self.conv(x)
-            return torch.cat([y[:, :3], y[:, 3:] + 1], 1)
+            return torch.cat([y[:, :first], y[:, first:] + 1], 1)
 
+    return ChannelsOff
+
+
+def test_check_names_the_wrong_channels():
     with pytest.raises(LabCheckError, match=r"Only channels \[3\] of 4 differ"):
-        check_exercise(OneChannelOff, Scale, init=dict(channels=4), inputs=_inputs)
+        check_exercise(_channels_off_from(3), Scale, init=dict(channels=4), inputs=_inputs)
 
 
 def test_check_says_only_when_at_most_half_of_the_channels_differ():
-    class ThreeChannelsOff(Scale):
-        def forward(self, x):
-            y = self.conv(x)
-            return torch.cat([y[:, :1], y[:, 1:] + 1], 1)
-
     with pytest.raises(LabCheckError) as err:
-        check_exercise(ThreeChannelsOff, Scale, init=dict(channels=4), inputs=_inputs)
+        check_exercise(_channels_off_from(1), Scale, init=dict(channels=4), inputs=_inputs)
     assert "Only channels" not in str(err.value) and "the others are right" not in str(err.value)
     assert "3 of 4 channels differ; only channels [0] are right" in str(err.value)
-
-    class TwoChannelsOff(Scale):
-        def forward(self, x):
-            y = self.conv(x)
-            return torch.cat([y[:, :2], y[:, 2:] + 1], 1)
-
     with pytest.raises(LabCheckError, match=r"Only channels \[2, 3\] of 4 differ: the others are right"):
-        check_exercise(TwoChannelsOff, Scale, init=dict(channels=4), inputs=_inputs)
+        check_exercise(_channels_off_from(2), Scale, init=dict(channels=4), inputs=_inputs)
 
 
 def test_check_reports_shape_and_stub_and_student_line():
