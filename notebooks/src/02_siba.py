@@ -282,9 +282,12 @@ print(f"{whose(my_channel_attention, 'channel attention')}: max |I-SCA output �
 torch.testing.assert_close(ir2vi_yours, ir2vi, atol=1e-5, rtol=1e-4)
 fig, axes = plt.subplots(1, 9, figsize=(16, 2.2))
 for j in range(8):
-    axes[j].imshow(keep.map[0, j].numpy(), cmap="viridis", vmin=0, vmax=float(keep.map.max()))
+    head_im = axes[j].imshow(keep.map[0, j].numpy(), cmap="viridis", vmin=0, vmax=float(keep.map.max()))
     axes[j].set_title(f"head {j}", fontsize="small")
     axes[j].set_xticks([]), axes[j].set_yticks([])
+head_bar = fig.colorbar(head_im, ax=list(axes), fraction=0.012, pad=0.015)
+head_bar.set_label("heads 0–7: weight", fontsize="small")
+head_bar.ax.tick_params(labelsize="small")
 axes[8].imshow(_norm(ir2vi_yours[0, 0]).numpy(), cmap="gray")
 axes[8].set_title("I-SCA ir→vi ch0", fontsize="small")
 axes[8].axis("off")
