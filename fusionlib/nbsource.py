@@ -25,8 +25,8 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["SOURCE_DIR", "source_cells", "source_text", "parse_percent", "build_notebook", "build_all", "carry_checked_outputs", "is_checked", "CHECK_MARKER",
-           "main"]
+__all__ = ["SOURCE_DIR", "source_cells", "source_text", "parse_percent", "build_notebook", "build_all",
+           "carry_checked_outputs", "is_checked", "CHECK_MARKER", "main"]
 
 _MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
 KERNELSPEC = {"name": "fusionlib", "display_name": "Python (fusionlib)", "language": "python"}

@@ -330,16 +330,16 @@ def text_output_html(text: str) -> str:
     from nbconvert.filters.ansi import ansi2html
 
     parts = re.split(r"(?<=\n)(?=[ \t]*\n)", str(text))  # a paragraph keeps the newline that ends it
-    blocks: list[list[str]] = []
+    blocks: list[tuple[bool, str]] = []  # (tabular, text): consecutive paragraphs of one kind merged
     for part in parts:
         tab = is_tabular(part)
-        if blocks and (not part.strip() or blocks[-1][0] == str(tab)):
-            blocks[-1][1] += part
+        if blocks and (not part.strip() or blocks[-1][0] == tab):
+            blocks[-1] = (blocks[-1][0], blocks[-1][1] + part)
         else:
-            blocks.append([str(tab), part])
-    nowrap = ' class="fl-nowrap"'
+            blocks.append((tab, part))
     # the newline after <pre> is the one HTML drops, so a paragraph's own leading blank line stays
-    return "".join(f'<pre{nowrap if tab == "True" else ""}>\n{ansi2html(body)}</pre>' for tab, body in blocks)
+    nowrap = ' class="fl-nowrap"'
+    return "".join(f"<pre{nowrap if tab else ''}>\n{ansi2html(body)}</pre>" for tab, body in blocks)
 
 
 def _exporter_class() -> type:

@@ -414,8 +414,10 @@ def test_constant_source_gives_nan_with_warning():
     f_, c_, b_ = (to_levels(x, "x") for x in (f, const, b))
     with pytest.warns(MetricWarning, match="CC: undefined for 2 of 2"):
         assert torch.isnan(cc(f_, c_, b_)).all()
-    with pytest.warns(MetricWarning, match="SCD: undefined"):
+    with pytest.warns(MetricWarning, match="SCD: undefined") as rec:
         assert torch.isnan(scd(f_, c_, b_)).all()
+    (w,) = [w.message for w in rec if issubclass(w.category, MetricWarning)]
+    assert (w.metric, w.why) == ("SCD", "a source, or F minus a source, is constant")  # 05 summarises by these
     with pytest.warns(MetricWarning, match="VIF: undefined"):
         assert torch.isnan(vif(f_, c_, b_)).all()  # Tang keeps the NaN
     with pytest.warns(MetricWarning, match="CDDFuse substitutes 1.0"):

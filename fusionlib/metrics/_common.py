@@ -37,7 +37,15 @@ DTYPE = torch.float64
 
 
 class MetricWarning(RuntimeWarning):
-    """A metric is undefined for some images (returned as NaN, or as the toolbox's substitute)."""
+    """A metric is undefined for some images (returned as NaN, or as the toolbox's substitute).
+
+    ``metric`` names it and ``why`` says why (empty when raised by hand), so a caller that collects the
+    warnings can summarise them without parsing the message.
+    """
+
+    def __init__(self, message: str, metric: str = "", why: str = "") -> None:
+        super().__init__(message)
+        self.metric, self.why = metric, why
 
 
 def as_bchw(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -126,7 +134,7 @@ def warn_undefined(metric: str, bad: torch.Tensor, what: str) -> None:
     n = int(bad.sum())
     if n:
         msg = f"{metric}: undefined for {n} of {bad.numel()} image(s): {what}"
-        warnings.warn(msg, MetricWarning, stacklevel=3)
+        warnings.warn(MetricWarning(msg, metric, what), stacklevel=3)
 
 
 # --------------------------------------------------------------------------------------- filters

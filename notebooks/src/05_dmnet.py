@@ -946,8 +946,7 @@ for set_name, ds in sets.items():
                 if not issubclass(w.category, metrics.MetricWarning):
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)   # not ours to hide
                     continue
-                metric, _, why = str(w.message).partition(": undefined for ")
-                undefined.setdefault((metric, why.partition(": ")[2]), []).append(f"{set_name} {nm} ({method})")
+                undefined.setdefault((w.message.metric, w.message.why), []).append(f"{set_name} {nm} ({method})")
             rows.append({"set": set_name, "image": nm, "size": f"{a.shape[-2]}x{a.shape[-1]}", "method": method,
                          **vals})
 t_eval = time.perf_counter() - t_eval
