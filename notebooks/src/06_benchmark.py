@@ -424,6 +424,32 @@ fig = qualitative("msrs")
 viz.save_figure(fig, out_dir, "grid_msrs")
 fig
 
+# %% [markdown]
+# RPFNet's default inference is the released `test.py`'s: it never calls `eval()`, so every BatchNorm
+# normalises with the statistics of the test image itself (`mode="as_released"`, `04_rpfnet` §12). A night
+# image is then normalised like a daytime one, which can lift its dark background towards grey. The next
+# cell prints the mean brightness of each panel above, and of RPFNet's output on the same crop with the
+# stored running statistics (`mode="eval"`, standard PyTorch inference), so you can see how much of the
+# difference comes from the BatchNorm mode. `04_rpfnet` §12 shows both modes side by side and scores both
+# in its evaluation table.
+
+# %%
+if "rpfnet" in fusers:
+    from fusionlib.models.rpfnet import rpfnet_infer
+
+    key = next(k for k in SOURCES if k[0] == "msrs")
+    ir, vi, _ = SOURCES[key]
+    means = {"A (IR)": float(ir.mean()), "B (VI luma)": float(vi.mean())}
+    means.update({get_method(n).title: float(FUSED[("msrs", key[1], n)].mean()) for n in fusers})
+    rp_eval = rpfnet_infer(fusers["rpfnet"].model, ir.to(S.device), vi.to(S.device), mode="eval").cpu()
+    rp_title = get_method("rpfnet").title
+    means[f"{rp_title}, eval mode"] = float(rp_eval.mean())
+    RESULTS["rpfnet_bn_modes"] = {"pair": key[1], "means": means}
+    print(f"mean brightness on the msrs {key[1]} crop ({rp_title}: {origin['rpfnet']}):")
+    print(pd.Series(means).round(3).to_string())
+    print(f"{rp_title}: {means[rp_title]:.3f} as released (test-image BN), {means[rp_title + ', eval mode']:.3f} "
+          f"in eval mode (stored BN); the infrared crop {means['A (IR)']:.3f}, the visible {means['B (VI luma)']:.3f}")
+
 # %%
 fig = qualitative("harvard_pet")
 viz.save_figure(fig, out_dir, "grid_harvard_pet")
