@@ -137,8 +137,10 @@ def recipe_loader(recipe: Recipe, *, seed: int = 0, batch_size: int | None = Non
 def recipe_epochs(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int | None]:
     """``(epochs, max_steps_per_epoch)`` that realise the recipe's budget on a loader of this length.
 
-    A recipe bounded by ``max_steps`` runs ``ceil(max_steps / steps_per_epoch)`` epochs, each cut so the
-    total is ``max_steps`` (the last epochs may be shorter than a pass over the data).
+    A recipe bounded by ``max_steps`` runs ``ceil(max_steps / steps_per_epoch)`` epochs, each cut to
+    ``ceil(max_steps / epochs)`` steps: the total is ``max_steps`` rounded up to a multiple of the epochs
+    (fewer than one step per epoch over; 25 steps on a loader of 10 run 3 x 9 = 27). The records count the
+    steps that ran (``History``), not the budget.
 
     Examples:
         >>> recipe_epochs(Recipe(epochs=3), 10)
