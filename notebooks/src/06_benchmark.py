@@ -443,12 +443,11 @@ if "rpfnet" in fusers:
     means.update({get_method(n).title: float(FUSED[("msrs", key[1], n)].mean()) for n in fusers})
     rp_eval = rpfnet_infer(fusers["rpfnet"].model, ir.to(S.device), vi.to(S.device), mode="eval").cpu()
     rp_title = get_method("rpfnet").title
-    means[f"{rp_title}, eval mode"] = float(rp_eval.mean())
+    means[f"{rp_title} in eval mode (stored BN)"] = float(rp_eval.mean())
     RESULTS["rpfnet_bn_modes"] = {"pair": key[1], "means": means}
-    print(f"mean brightness on the msrs {key[1]} crop ({rp_title}: {origin['rpfnet']}):")
+    print(f"mean brightness on the msrs {key[1]} crop ({rp_title}: {origin['rpfnet']}; its panel above is the "
+          f"as-released mode, test-image BN):")
     print(pd.Series(means).round(3).to_string())
-    print(f"{rp_title}: {means[rp_title]:.3f} as released (test-image BN), {means[rp_title + ', eval mode']:.3f} "
-          f"in eval mode (stored BN); the infrared crop {means['A (IR)']:.3f}, the visible {means['B (VI luma)']:.3f}")
 
 # %%
 fig = qualitative("harvard_pet")
